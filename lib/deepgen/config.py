@@ -260,8 +260,17 @@ def parse_overrides(pairs) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r} is not KEY=VALUE")
-        out[key] = yaml.safe_load(value)
+        out[key] = _yaml_value(value)
     return out
+
+
+def _yaml_value(text):
+    "A YAML scalar, with `1e-3` read as a float (YAML 1.1 reads it as a string)."
+    value = yaml.safe_load(text)
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 def run_main(argv=None):
@@ -278,4 +287,5 @@ def run_main(argv=None):
             out = run_notebook(nb, args.profile, parse_overrides(args.overrides))
             print(f"deepgen-run: {stage_of(nb)}@{args.profile} done in {time.time() - started:.0f} s -> {out}")
     except (ConfigError, StageError, OSError) as e:
-        sys.exit(f"deepgen-run: error: {e}")
+        print(f"deepgen-run: error: {e}", file=sys.stderr)
+        sys.exit(2)
