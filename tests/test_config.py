@@ -1,0 +1,85 @@
+"Profiles, parameter checks, the notebook runner and its failure behaviour."
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from deepgen.config import ConfigError, StageError, load_config, parse_overrides, run_notebook, stage_of
+
+
+def test_profiles_share_keys_and_merge_with_stage_sections():
+    for profile in ("smoke", "cpu", "full"):
+        cfg = load_config("metrics", profile)
+        assert cfg.profile == profile and cfg.stage == "metrics"
+        assert {"seed", "device", "inception_n"} <= set(cfg)
+    assert load_config("metrics", "cpu").inception_n > load_config("metrics", "smoke").inception_n
+
+
+@pytest.mark.parametrize("profile, overrides, message", [
+    ("nope", None, "unknown profile 'nope'"),
+    ("smoke", {"stepz": 3}, "unknown parameter 'stepz'"),
+    ("smoke", {"inception_n": 2.5}, "must be a int"),
+    ("smoke", {"inception_n": -1}, "finite number >= 0"),
+    ("smoke", {"bf16": 1}, "must be a bool"),
+])
+def test_bad_input_gives_one_line_error(profile, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("metrics", profile, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_good_override_is_applied():
+    assert load_config("metrics", "smoke", {"inception_n": 8}).inception_n == 8
+
+
+def test_overrides_parse_as_yaml():
+    assert parse_overrides(["a=1", "b=1e-3", "c=true", "d=cpu"]) == {"a": 1, "b": 1e-3, "c": True, "d": "cpu"}
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
+
+
+def test_cli_rejects_unknown_profile_in_one_line(results):
+    out = subprocess.run([sys.executable, "-c", "from deepgen.config import run_main; run_main()",
+                          "nbs/00_config.ipynb", "--profile", "huge"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown profile 'huge'" in out.stderr
+    assert not results.exists()
+
+
+def _write_stage_notebook(root, name, body):
+    (root / "nbs").mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text("profiles:\n  smoke: {seed: 0, device: cpu}\nboom:\n  smoke: {}\n")
+    nb = new_notebook(cells=[
+        new_code_cell('profile = "smoke"\noverrides = {}', metadata={"tags": ["parameters"]}),
+        new_code_cell("from deepgen.config import start_stage, save_metrics\ncfg = start_stage('boom', profile, overrides)\n"
+                      "(cfg.fig_dir / 'partial.png').write_bytes(b'x')\n" + body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = root / "nbs" / f"09_{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failed_notebook_leaves_no_partial_outputs(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPGEN_RESULTS", raising=False)
+    nb = _write_stage_notebook(tmp_path, "boom", "raise ValueError('the model diverged')")
+    with pytest.raises(StageError) as err:
+        run_notebook(nb, "smoke", root=tmp_path)
+    assert "boom@smoke failed: ValueError: the model diverged" in str(err.value)
+    assert "\n" not in str(err.value)
+    results = tmp_path / "results" / "smoke"
+    assert not (results / "figures" / "boom").exists() and not list(results.glob(".staging-*"))
+    assert (tmp_path / "results" / ".failed" / "smoke-09_boom.ipynb").exists()
+
+
+def test_successful_notebook_publishes_outputs(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPGEN_RESULTS", raising=False)
+    nb = _write_stage_notebook(tmp_path, "boom", "save_metrics(cfg, {'ok': 1})")
+    run_notebook(nb, "smoke", root=tmp_path)
+    results = tmp_path / "results" / "smoke"
+    assert (results / "figures" / "boom" / "partial.png").exists()
+    metrics = json.loads((results / "metrics" / "boom.json").read_text())
+    assert metrics["ok"] == 1 and metrics["run"]["profile"] == "smoke" and "git" in metrics["run"]
+    assert stage_of(nb) == "boom"

@@ -1,0 +1,74 @@
+"The course as a whole: nbdev export in sync, pipeline definition, every notebook at smoke, reproducible smoke metrics."
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT
+from deepgen.config import read_params, run_notebook, stage_of
+
+NOTEBOOKS = sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_nbdev_export_leaves_no_diff(tmp_path):
+    "Exporting the notebooks in a copy of the project reproduces lib/ exactly."
+    for item in ("settings.ini", "nbs"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, tmp_path / item)
+    subprocess.run([str(Path(sys.executable).with_name("nbdev_export"))], cwd=tmp_path, check=True, capture_output=True)
+    made = {p.relative_to(tmp_path / "lib"): p.read_text() for p in (tmp_path / "lib").rglob("*.py")}
+    ours = {p.relative_to(ROOT / "lib"): p.read_text() for p in (ROOT / "lib").rglob("*.py")}
+    assert made.keys() == ours.keys()
+    assert [k for k in made if made[k] != ours[k]] == []
+
+
+def test_every_notebook_has_a_parameters_cell_a_stage_and_a_params_section():
+    params, stages = read_params(ROOT), yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for nb_path in NOTEBOOKS:
+        nb = nbformat.read(nb_path, as_version=4)
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), nb_path.name
+        stage = stage_of(nb_path)
+        assert stage in stages and nb_path.name in stages[stage]["do"]["cmd"], stage
+        assert set(params[stage]) == {"smoke", "cpu", "full"}, stage
+
+
+def test_dvc_pipeline_defines_every_stage_at_every_profile():
+    out = subprocess.run([str(Path(sys.executable).with_name("dvc")), "stage", "list"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    for nb_path in NOTEBOOKS:
+        for profile in ("smoke", "cpu", "full"):
+            assert f"{stage_of(nb_path)}@{profile}" in out
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    "Run every notebook at smoke, in order, into a temporary results folder."
+    import os
+    results = tmp_path_factory.mktemp("results")
+    os.environ["DEEPGEN_RESULTS"] = str(results)
+    try:
+        for nb in NOTEBOOKS:
+            run_notebook(nb, "smoke", root=ROOT)
+    finally:
+        os.environ.pop("DEEPGEN_RESULTS")
+    return results / "smoke"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_at_smoke_and_records_its_run(smoke_results, nb):
+    metrics = json.loads((smoke_results / "metrics" / f"{stage_of(nb)}.json").read_text())
+    assert metrics["run"]["profile"] == "smoke" and metrics["run"]["seed"] == 0
+    assert (smoke_results / "notebooks" / nb.name).exists()
+
+
+def test_smoke_run_is_reproducible(smoke_results, tmp_path, monkeypatch):
+    "The same seed gives the same smoke metrics."
+    monkeypatch.setenv("DEEPGEN_RESULTS", str(tmp_path))
+    run_notebook(ROOT / "nbs" / "04_train.ipynb", "smoke", root=ROOT)
+    first = json.loads((smoke_results / "metrics" / "train.json").read_text())
+    second = json.loads((tmp_path / "smoke" / "metrics" / "train.json").read_text())
+    assert first["final_loss"] == second["final_loss"]
