@@ -72,3 +72,17 @@ def test_smoke_run_is_reproducible(smoke_results, tmp_path, monkeypatch):
     first = json.loads((smoke_results / "metrics" / "train.json").read_text())
     second = json.loads((tmp_path / "smoke" / "metrics" / "train.json").read_text())
     assert first["final_loss"] == second["final_loss"]
+
+
+def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch):
+    "A chapter's evaluator works for every dataset the metrics stage prepared, with the counts it used."
+    from deepgen.config import start_stage
+    from deepgen.data import load_images
+    from deepgen.metrics import Evaluator
+    monkeypatch.setenv("DEEPGEN_RESULTS", str(smoke_results.parent))
+    cfg = start_stage("metrics", "smoke")
+    for dataset, keys in [("mnist", {"domain_fid", "inception_fid", "is_domain"}), ("stacked_mnist", {"domain_fid"}),
+                          ("celeba64", {"inception_fid", "precision"})]:
+        report = Evaluator(cfg, dataset).report(load_images(dataset, "test", stacked_n=64).x[:32])
+        assert keys <= set(report) and report["n_samples"] == 32, dataset
+        assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1

@@ -22,9 +22,9 @@ from .train import TrainConfig, train
 
 # %% auto #0
 __all__ = ['DOMAIN_SETS', 'feature_stats', 'frechet_distance', 'inception_weights_path', 'InceptionFeatures', 'extract',
-           'DomainClassifier', 'classifier_loss', 'accuracy', 'train_domain_classifier', 'save_domain_classifier',
-           'load_domain_classifier', 'precision_recall', 'inception_score', 'nats_to_bpd', 'hist_kl_2d',
-           'mode_coverage', 'gaussian_grid_modes', 'stacked_mnist_modes', 'sampling_time', 'Evaluator']
+           'DomainClassifier', 'classifier_loss', 'accuracy', 'StackedClassifier', 'train_domain_classifier',
+           'save_domain_classifier', 'load_domain_classifier', 'precision_recall', 'inception_score', 'nats_to_bpd',
+           'hist_kl_2d', 'mode_coverage', 'gaussian_grid_modes', 'stacked_mnist_modes', 'sampling_time', 'Evaluator']
 
 # %% ../../nbs/05_metrics.ipynb #c006
 def feature_stats(feats: torch.Tensor) -> dict:
@@ -106,6 +106,21 @@ def accuracy(model, x, y, batch=500) -> float:
     return hits / len(x)
 
 # %% ../../nbs/05_metrics.ipynb #c014
+class StackedClassifier(nn.Module):
+    "The MNIST classifier applied per channel: 3×128-d features, logits over the 1000 digit triples."
+
+    def __init__(self, digits: DomainClassifier):
+        super().__init__()
+        self.digits = digits
+
+    def features(self, x):
+        return torch.cat([self.digits.features(x[:, c:c + 1]) for c in range(3)], dim=1)
+
+    def forward(self, x):
+        a, b, c = (self.digits(x[:, i:i + 1]).log_softmax(1) for i in range(3))
+        return (a[:, :, None, None] + b[:, None, :, None] + c[:, None, None, :]).flatten(1)
+
+# %% ../../nbs/05_metrics.ipynb #c017
 DOMAIN_SETS = {"mnist": (28, 1, 10), "fashion": (28, 1, 10), "cifar10": (32, 3, 10)}
 
 
@@ -123,8 +138,9 @@ def train_domain_classifier(name, steps, batch, device, ckpt_path=None, seed=0, 
 
 def save_domain_classifier(model, name, folder, test_acc, ref_stats):
     "Save a trained domain classifier with its accuracy and reference feature statistics."
-    torch.save({"name": name, "args": DOMAIN_SETS[name], "state": model.state_dict(), "test_acc": test_acc,
-                "ref": ref_stats}, Path(folder) / f"domain_{name}.pt")
+    base = model.digits if isinstance(model, StackedClassifier) else model
+    torch.save({"name": name, "base": "mnist" if name == "stacked_mnist" else name, "state": base.state_dict(),
+                "test_acc": test_acc, "ref": ref_stats}, Path(folder) / f"domain_{name}.pt")
 
 
 def load_domain_classifier(folder, name, device="cpu"):
@@ -133,12 +149,12 @@ def load_domain_classifier(folder, name, device="cpu"):
     if not path.exists():
         raise ConfigError(f"{path} is missing: run the metrics stage first (dvc repro metrics@<profile>)")
     rec = torch.load(path, map_location=device, weights_only=False)
-    size, ch, n_cls = rec["args"]
+    size, ch, n_cls = DOMAIN_SETS[rec["base"]]
     model = DomainClassifier(size, ch, n_cls).to(device)
     model.load_state_dict(rec["state"])
-    return model.eval(), rec
+    return (StackedClassifier(model) if name == "stacked_mnist" else model).eval(), rec
 
-# %% ../../nbs/05_metrics.ipynb #c016
+# %% ../../nbs/05_metrics.ipynb #c019
 def _kth_nn_radius(feats, k, chunk=1000):
     "Distance from each row to its k-th nearest neighbour in the same set (excluding itself)."
     return torch.cat([torch.cdist(c, feats).kthvalue(k + 1, dim=1).values for c in feats.split(chunk)])
@@ -154,7 +170,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k=3) -> tuple:
     real, fake = real.float(), fake.float()
     return _inside(fake, real, _kth_nn_radius(real, k)), _inside(real, fake, _kth_nn_radius(fake, k))
 
-# %% ../../nbs/05_metrics.ipynb #c019
+# %% ../../nbs/05_metrics.ipynb #c022
 def inception_score(probs: torch.Tensor, splits=1) -> float:
     "IS = exp(E KL(p(y|x) || p(y))) from class probabilities (N, C), averaged over `splits`."
     scores = []
@@ -195,11 +211,12 @@ def gaussian_grid_modes(samples, means, std, n_std=3.0) -> dict:
     return mode_coverage(torch.where(dist <= n_std * std, nearest, -1), len(means))
 
 
-def stacked_mnist_modes(x_uint8, mnist_classifier) -> dict:
-    "Mode coverage of StackedMNIST samples (N, 3, 28, 28): each channel classified by the MNIST classifier."
+def stacked_mnist_modes(x_uint8, stacked_classifier, batch=500) -> dict:
+    "Mode coverage (of 1000) of StackedMNIST samples (N, 3, 28, 28), read by the `StackedClassifier`."
+    device = next(stacked_classifier.parameters()).device
     with torch.inference_mode():
-        digits = torch.stack([mnist_classifier(x_uint8[:, c:c + 1]).argmax(1) for c in range(3)], 1)
-    return mode_coverage((digits.cpu() * torch.tensor([100, 10, 1])).sum(1), 1000)
+        modes = torch.cat([stacked_classifier(c.to(device)).argmax(1).cpu() for c in x_uint8.split(batch)])
+    return mode_coverage(modes, 1000)
 
 
 def sampling_time(sample_fn, n=100, repeats=1, device=None) -> float:
@@ -215,33 +232,39 @@ def sampling_time(sample_fn, n=100, repeats=1, device=None) -> float:
         best = min(best, time.perf_counter() - start)
     return best
 
-# %% ../../nbs/05_metrics.ipynb #c022
+# %% ../../nbs/05_metrics.ipynb #c025
 class Evaluator:
     "Metrics of generated uint8 images against the cached references of `dataset` at the config's profile."
 
-    def __init__(self, cfg, dataset, inception=True):
-        self.folder, self.device, self.dataset = cfg.artifacts_of("metrics"), cfg.device, dataset
-        domain = "mnist" if dataset == "stacked_mnist" else dataset
-        self.classifier, self.record = load_domain_classifier(self.folder, domain, cfg.device)
-        ref = self.folder / f"inception_{dataset}.pt"
-        self.inception_ref = torch.load(ref, weights_only=False) if inception and ref.exists() else None
+    def __init__(self, cfg, dataset):
+        folder, self.device = cfg.artifacts_of("metrics"), cfg.device
+        has_domain = (folder / f"domain_{dataset}.pt").exists()
+        self.classifier, self.domain = load_domain_classifier(folder, dataset, cfg.device) if has_domain else (None, None)
+        ref = folder / f"inception_{dataset}.pt"
+        self.inception_ref = torch.load(ref, weights_only=False) if ref.exists() else None
         self.inception = InceptionFeatures().to(cfg.device) if self.inception_ref else None
-
-    def domain_features(self, x):
-        return extract(_Features(self.classifier), x, device=self.device)
+        if not has_domain and self.inception is None:
+            raise ConfigError(f"no reference for {dataset!r} in {folder}: the metrics stage covers "
+                              f"{', '.join(sorted({p.stem.split('_', 1)[1] for p in folder.glob('*.pt')}))}")
 
     def report(self, x_uint8) -> dict:
-        "Inception FID (with counts), domain FID, precision, recall and domain IS of samples `x_uint8`."
-        feats = self.domain_features(x_uint8)
-        ref = self.record["ref"]
-        prec, rec = precision_recall(ref["feats"][: len(feats)], feats)
-        with torch.inference_mode():
-            probs = torch.cat([self.classifier(c.to(self.device)).softmax(1).cpu() for c in x_uint8.split(500)])
-        out = {"domain_fid": frechet_distance(feature_stats(feats), ref), "precision": prec, "recall": rec,
-               "is_domain": inception_score(probs), "n_samples": len(x_uint8), "n_ref_domain": ref["n"]}
+        "Inception FID, domain FID, precision, recall and domain IS of samples `x_uint8`, with the counts used."
+        out = {"n_samples": len(x_uint8)}
+        if self.classifier is not None:
+            feats = extract(_Features(self.classifier), x_uint8, device=self.device)
+            ref = self.domain["ref"]
+            prec, rec = precision_recall(ref["feats"][: len(feats)], feats)
+            with torch.inference_mode():
+                probs = torch.cat([self.classifier(c.to(self.device)).softmax(1).cpu() for c in x_uint8.split(500)])
+            out |= {"domain_fid": frechet_distance(feature_stats(feats), ref), "n_ref_domain": ref["n"],
+                    "precision": prec, "recall": rec, "pr_features": "domain", "is_domain": inception_score(probs)}
         if self.inception is not None:
-            stats = feature_stats(extract(self.inception, x_uint8, batch=50, device=self.device))
-            out |= {"inception_fid": frechet_distance(stats, self.inception_ref), "n_ref_inception": self.inception_ref["n"]}
+            feats = extract(self.inception, x_uint8, batch=50, device=self.device)
+            out |= {"inception_fid": frechet_distance(feature_stats(feats), self.inception_ref),
+                    "n_ref_inception": self.inception_ref["n"]}
+            if self.classifier is None:
+                prec, rec = precision_recall(self.inception_ref["feats"][: len(feats)], feats)
+                out |= {"precision": prec, "recall": rec, "pr_features": "inception"}
         return out
 
 
