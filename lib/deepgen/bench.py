@@ -16,13 +16,19 @@ from pathlib import Path
 
 import torch
 
-from .config import device_name, pick_device
+import pandas as pd
+import matplotlib.pyplot as plt
+
+from .config import device_name, load_config, pick_device
 from .data import load_images, to_float
+from .metrics import Evaluator, sampling_time
 from .nets import UNet, count_params
+from .plots import write_table
 from .train import TrainConfig, train
 
 # %% auto #0
-__all__ = ['denoising_loss', 'steady_throughput', 'measure_training', 'ddp_worker', 'run_ddp', 'bench_main']
+__all__ = ['TRILEMMA_COLUMNS', 'denoising_loss', 'steady_throughput', 'measure_training', 'ddp_worker', 'run_ddp', 'bench_main',
+           'trilemma_budget', 'trilemma_entry', 'write_trilemma', 'gather_trilemma', 'trilemma_scatter']
 
 # %% ../../nbs/06_bench.ipynb #c006
 def denoising_loss(model, x):
@@ -93,3 +99,53 @@ def bench_main(argv=None):
         sys.exit("usage: deepgen-bench ddp-worker [--dataset D --steps N --batch B --ch C] --out FILE\n"
                  "The benchmark itself is the notebook stage: dvc repro bench@<profile>")
     ddp_worker(argv[1:])
+
+# %% ../../nbs/06_bench.ipynb #c010
+TRILEMMA_COLUMNS = ["model", "family", "dataset", "params", "steps", "batch", "train_s", "nfe", "sample_s_per_100",
+                    "inception_fid", "domain_fid", "precision", "recall", "is_domain", "n_samples", "n_ref_inception",
+                    "n_ref_domain", "device"]
+
+
+def trilemma_budget(profile):
+    "The shared training/evaluation budget (`budget.<profile>` of `params.yaml`) every trilemma entry uses."
+    return load_config("budget", profile)
+
+
+def trilemma_entry(cfg, model, family, dataset, sample_fn, *, nfe, params, train_s, budget) -> dict:
+    "Score a trained generator: `sample_fn(n)` returns n uint8 images; evaluate `budget.n_samples`, time 100."
+    images = torch.cat([sample_fn(len(c)).cpu() for c in torch.arange(budget.n_samples).split(budget.sample_batch)])
+    report = Evaluator(cfg, dataset).report(images)
+    seconds = sampling_time(sample_fn, budget.timing_n, device=cfg.device)
+    row = {"model": model, "family": family, "dataset": dataset, "params": params, "steps": budget.steps,
+           "batch": budget.batch, "train_s": round(train_s, 1), "nfe": nfe,
+           "sample_s_per_100": seconds * 100 / budget.timing_n, "device": device_name(cfg.device)}
+    return row | {k: report.get(k) for k in TRILEMMA_COLUMNS if k in report}
+
+
+def write_trilemma(rows, cfg, note=None) -> pd.DataFrame:
+    "Write a chapter's trilemma rows as `tables/<stage>/trilemma.{csv,md}`."
+    df = pd.DataFrame(rows).reindex(columns=TRILEMMA_COLUMNS)
+    return write_table(df, cfg, "trilemma", title=f"Trilemma entries of stage {cfg.stage} ({cfg.profile})", note=note)
+
+
+def gather_trilemma(results) -> pd.DataFrame:
+    "All chapters' trilemma rows under a profile's results folder, with the stage that wrote them."
+    frames = [pd.read_csv(p).assign(stage=p.parent.name) for p in sorted(Path(results).glob("tables/*/trilemma.csv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRILEMMA_COLUMNS + ["stage"])
+
+
+def trilemma_scatter(df, quality="inception_fid"):
+    "Quality (FID, log) against sampling time per 100 images (log), colored by recall: one panel per dataset."
+    datasets = sorted(df["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        part = df[df["dataset"] == name]
+        points = ax.scatter(part["sample_s_per_100"], part[quality], c=part["recall"], cmap="viridis", vmin=0, vmax=1,
+                            s=60, edgecolor="k")
+        for _, r in part.iterrows():
+            ax.annotate(r["model"], (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples", ylabel=quality.replace("_", " "),
+               title=name)
+    fig.colorbar(points, ax=axes[0].tolist(), label="recall")
+    return fig
