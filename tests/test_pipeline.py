@@ -86,3 +86,36 @@ def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch
         report = Evaluator(cfg, dataset).report(load_images(dataset, "test", stacked_n=64).x[:32])
         assert keys <= set(report) and report["n_samples"] == 32, dataset
         assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
+
+
+def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
+    "Each stage the trilemma expects wrote rows for every budget dataset, scored on the budget's sample count."
+    from deepgen.bench import TRILEMMA_COLUMNS, gather_trilemma, trilemma_budget
+    budget, expected = trilemma_budget("smoke"), read_params(ROOT)["trilemma"]["smoke"]["expected_stages"]
+    rows = gather_trilemma(smoke_results)
+    assert set(rows["stage"]) == set(expected)
+    assert list(rows.columns) == TRILEMMA_COLUMNS + ["stage"]
+    for stage, part in rows.groupby("stage"):
+        assert set(part["dataset"]) == set(budget.datasets), stage
+    assert (rows["n_samples"] <= budget.n_samples).all() and (rows["steps"] == budget.steps).all()
+    assert rows[["inception_fid", "domain_fid", "recall", "sample_s_per_100"]].notna().all().all()
+    summary = json.loads((smoke_results / "metrics" / "trilemma.json").read_text())
+    assert summary["n_rows"] == len(rows)
+    assert (smoke_results / "figures" / "trilemma" / "trilemma_scatter.png").exists()
+
+
+def test_trilemma_entry_scores_a_sampler_and_round_trips(smoke_results, tmp_path, monkeypatch):
+    "A sampler of uniform noise is scored with the budget's counts; the row survives write → gather."
+    import torch
+    from deepgen.bench import gather_trilemma, trilemma_budget, trilemma_entry, write_trilemma
+    from deepgen.config import start_stage
+    monkeypatch.setenv("DEEPGEN_RESULTS", str(smoke_results.parent))
+    monkeypatch.setenv("DEEPGEN_OUT", str(tmp_path / "out"))
+    cfg, budget = start_stage("vae", "smoke"), trilemma_budget("smoke")
+    noise = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
+    row = trilemma_entry(cfg, "noise", "none", "mnist", noise, nfe=1, params=0, train_s=0.0, budget=budget)
+    assert row["n_samples"] == budget.n_samples and row["steps"] == budget.steps and row["sample_s_per_100"] > 0
+    assert row["recall"] == 0 and row["inception_fid"] > 100
+    write_trilemma([row], cfg)
+    back = gather_trilemma(tmp_path / "out")
+    assert back.loc[0, "model"] == "noise" and abs(back.loc[0, "inception_fid"] - row["inception_fid"]) < 1e-6
