@@ -18,6 +18,7 @@ import torch
 
 import pandas as pd
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 
 from .config import device_name, load_config, pick_device
 from .data import load_images, to_float
@@ -137,15 +138,20 @@ def gather_trilemma(results) -> pd.DataFrame:
 def trilemma_scatter(df, quality="inception_fid"):
     "Quality (FID, log) against sampling time per 100 images (log), colored by recall: one panel per dataset."
     datasets = sorted(df["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], datasets):
         part = df[df["dataset"] == name]
         points = ax.scatter(part["sample_s_per_100"], part[quality], c=part["recall"], cmap="viridis", vmin=0, vmax=1,
-                            s=60, edgecolor="k")
+                            s=70, edgecolor="k", zorder=3)
         for _, r in part.iterrows():
-            ax.annotate(r["model"], (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(4, 3),
+            ax.annotate(r["model"], (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(5, 4),
                         textcoords="offset points")
-        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples", ylabel=quality.replace("_", " "),
-               title=name)
-    fig.colorbar(points, ax=axes[0].tolist(), label="recall")
+        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (log)",
+               ylabel=f"{quality.replace('_', ' ').replace('fid', 'FID')} ↓ (log)", title=name)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5)))
+            axis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(mticker.NullFormatter())
+        ax.margins(0.25)
+    fig.colorbar(points, ax=axes[0].tolist(), label="recall ↑")
     return fig
