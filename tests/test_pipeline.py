@@ -101,7 +101,7 @@ def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
     assert rows[["inception_fid", "domain_fid", "recall", "sample_s_per_100"]].notna().all().all()
     summary = json.loads((smoke_results / "metrics" / "trilemma.json").read_text())
     assert summary["n_rows"] == len(rows)
-    assert (smoke_results / "figures" / "trilemma" / "trilemma_scatter.png").exists()
+    assert (smoke_results / "figures" / "foundations" / "trilemma" / "trilemma_scatter.png").exists()
 
 
 def test_trilemma_entry_scores_a_sampler_and_round_trips(smoke_results, tmp_path, monkeypatch):

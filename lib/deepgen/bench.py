@@ -131,7 +131,7 @@ def write_trilemma(rows, cfg, note=None) -> pd.DataFrame:
 
 def gather_trilemma(results) -> pd.DataFrame:
     "All chapters' trilemma rows under a profile's results folder, with the stage that wrote them."
-    frames = [pd.read_csv(p).assign(stage=p.parent.name) for p in sorted(Path(results).glob("tables/*/trilemma.csv"))]
+    frames = [pd.read_csv(p).assign(stage=p.parent.name) for p in sorted(Path(results).glob("tables/**/trilemma.csv"))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRILEMMA_COLUMNS + ["stage"])
 
 

@@ -82,9 +82,14 @@ class Config(dict):
         return path
 
     @property
-    def fig_dir(self): return self._made(self.out / "figures" / self.stage)
+    def place(self) -> Path:
+        "Where this stage's figures and tables go under `figures/` and `tables/`: `<chapter>/<stage>` or `<stage>`."
+        return Path(self.get("chapter") or "", self.stage)
+
     @property
-    def table_dir(self): return self._made(self.out / "tables" / self.stage)
+    def fig_dir(self): return self._made(self.out / "figures" / self.place)
+    @property
+    def table_dir(self): return self._made(self.out / "tables" / self.place)
     @property
     def artifact_dir(self): return self._made(self.out / "artifacts" / self.stage)
     @property
@@ -116,13 +121,14 @@ def load_config(stage, profile, overrides=None, root=None) -> Config:
     if profile not in params.get(stage, {}):
         raise ConfigError(f"params.yaml has no block {stage}.{profile}: add one (every stage has smoke, cpu and full)")
     values = {**profiles[profile], **(params[stage][profile] or {})}
+    chapter = next((name for name, stages in params.get("chapters", {}).items() if stage in stages), None)
     for key, like in values.items():
         check_value(f"{stage}.{profile}.{key}", like, like)
     for key, value in (overrides or {}).items():
         if key not in values:
             raise ConfigError(f"unknown parameter {key!r} for stage {stage!r}: known are {', '.join(sorted(values))}")
         values[key] = check_value(key, value, values[key])
-    return Config(values, stage=stage, profile=profile, root=str(root), started=time.time())
+    return Config(values, stage=stage, profile=profile, chapter=chapter, root=str(root), started=time.time())
 
 # %% ../../nbs/00_config.ipynb #c014
 def seed_everything(seed: int):
@@ -205,9 +211,10 @@ def stage_of(notebook) -> str:
     return Path(notebook).stem.split("_", 1)[-1]
 
 
-def publish(staging: Path, results: Path, stage: str, notebook: Path):
+def publish(staging: Path, results: Path, cfg: Config, notebook: Path):
     "Move a successful run's outputs from `staging` into `results`, replacing the previous ones."
-    moves = [(staging / kind / stage, results / kind / stage) for kind in PUBLISHED]
+    stage, where = cfg.stage, {"figures": cfg.place, "tables": cfg.place, "artifacts": Path(cfg.stage)}
+    moves = [(staging / kind / where[kind], results / kind / where[kind]) for kind in PUBLISHED]
     moves += [(staging / "metrics" / f"{stage}.json", results / "metrics" / f"{stage}.json"),
               (staging / "notebooks" / notebook.name, results / "notebooks" / notebook.name)]
     for src, dst in moves:
@@ -228,7 +235,7 @@ def run_notebook(notebook, profile, overrides=None, root=None) -> Path:
     if not notebook.exists():
         raise ConfigError(f"no notebook {notebook}")
     stage = stage_of(notebook)
-    load_config(stage, profile, overrides, root)  # fail before starting a kernel
+    cfg = load_config(stage, profile, overrides, root)  # fail before starting a kernel
     results = results_dir(profile, root)
     staging = results / f".staging-{stage}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -250,7 +257,7 @@ def run_notebook(notebook, profile, overrides=None, root=None) -> Path:
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    publish(staging, results, stage, notebook)
+    publish(staging, results, cfg, notebook)
     return results / "notebooks" / notebook.name
 
 # %% ../../nbs/00_config.ipynb #c021
