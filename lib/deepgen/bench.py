@@ -143,9 +143,9 @@ def trilemma_scatter(df, quality="inception_fid"):
         part = df[df["dataset"] == name]
         points = ax.scatter(part["sample_s_per_100"], part[quality], c=part["recall"], cmap="viridis", vmin=0, vmax=1,
                             s=70, edgecolor="k", zorder=3)
-        for _, r in part.iterrows():
-            ax.annotate(r["model"], (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(5, 4),
-                        textcoords="offset points")
+        for _, r in part.iterrows():  # a row scored on fewer samples than the others says so: its FID is biased up
+            label = r["model"] + (f" (n={int(r['n_samples'])})" if r["n_samples"] < part["n_samples"].max() else "")
+            ax.annotate(label, (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(5, 4), textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (log)",
                ylabel=f"{quality.replace('_', ' ').replace('fid', 'FID')} ↓ (log)", title=name)
         for axis in (ax.xaxis, ax.yaxis):
