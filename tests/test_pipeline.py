@@ -119,3 +119,14 @@ def test_trilemma_entry_scores_a_sampler_and_round_trips(smoke_results, tmp_path
     write_trilemma([row], cfg)
     back = gather_trilemma(tmp_path / "out")
     assert back.loc[0, "model"] == "noise" and abs(back.loc[0, "inception_fid"] - row["inception_fid"]) < 1e-6
+
+
+def test_trilemma_stage_depends_on_every_contributing_chapter():
+    "dvc repro reruns the trilemma when a contributing chapter's rows change, and each contributor reads the budget."
+    params, stages = read_params(ROOT), yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    deps = stages["trilemma"]["do"]["deps"]
+    for stage in params["trilemma"]["cpu"]["expected_stages"]:
+        chapter = next(name for name, members in params["chapters"].items() if stage in members)
+        assert f"results/${{key}}/tables/{chapter}/{stage}" in deps, stage
+        assert "budget.${key}" in stages[stage]["do"]["params"], stage
+        assert "lib/deepgen/bench.py" in stages[stage]["do"]["deps"], stage
