@@ -146,12 +146,13 @@ def trilemma_scatter(df, quality="inception_fid"):
         for _, r in part.iterrows():  # a row scored on fewer samples than the others says so: its FID is biased up
             label = r["model"] + (f" (n={int(r['n_samples'])})" if r["n_samples"] < part["n_samples"].max() else "")
             ax.annotate(label, (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(5, 4), textcoords="offset points")
-        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (log)",
-               ylabel=f"{quality.replace('_', ' ').replace('fid', 'FID')} ↓ (log)", title=name)
+        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (log)", title=name,
+               ylabel=f"{ {'inception_fid': 'Inception FID', 'domain_fid': 'domain FID'}.get(quality, quality)} ↓ (log)")
+        ax.xaxis.set_major_locator(mticker.LogLocator(numticks=12))  # decades
+        ax.yaxis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5), numticks=20))
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5)))
             axis.set_major_formatter(mticker.FormatStrFormatter("%g"))
             axis.set_minor_formatter(mticker.NullFormatter())
-        ax.margins(0.25)
+        ax.margins(0.12)
     fig.colorbar(points, ax=axes[0].tolist(), label="recall ↑")
     return fig
