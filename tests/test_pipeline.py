@@ -94,7 +94,7 @@ def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
     budget, expected = trilemma_budget("smoke"), read_params(ROOT)["trilemma"]["smoke"]["expected_stages"]
     rows = gather_trilemma(smoke_results)
     assert set(rows["stage"]) == set(expected)
-    assert list(rows.columns) == TRILEMMA_COLUMNS + ["stage"]
+    assert set(TRILEMMA_COLUMNS + ["stage"]) <= set(rows.columns)  # plus the run_* columns write_table stamps
     for stage, part in rows.groupby("stage"):
         assert set(part["dataset"]) == set(budget.datasets), stage
     assert (rows["n_samples"] <= budget.n_samples).all() and (rows["steps"] == budget.steps).all()
