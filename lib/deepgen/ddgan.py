@@ -162,6 +162,8 @@ class DDGANLoss:
 
     def d_loss_by_t(self, window=50):
         "Mean discriminator loss per step t over consecutive windows of D steps: array (windows, T + 1), NaN if unseen."
+        if not self.d_record:
+            return torch.empty(0, self.T + 1).numpy()
         rec = torch.stack(self.d_record).cpu()  # (steps, 2, T + 1)
         usable = len(rec) // window * window
         sums = rec[:usable].reshape(-1, window, 2, self.T + 1).sum(1)
