@@ -21,4 +21,21 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -c "import deepgen, torch, papermill, dvc, nbdev" || { echo "setup: install failed" >&2; exit 1; }
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+# The course website (tools/site.sh, tests/test_site.py): Jupyter Book 1 in its own folder beside .venv (it needs
+# markdown-it-py 3, .venv pins 4), and MathJax 3 from npm so that the pages render equations with no network.
+site_stamp=".cache/site-packages/.installed-$(md5sum < tools/site-requirements.txt | cut -c1-12)"
+if [ ! -f "$site_stamp" ]; then
+  echo "setup: installing the website tools into .cache/site-packages"
+  rm -rf .cache/site-packages
+  pip_install --no-deps --target .cache/site-packages -r tools/site-requirements.txt
+  touch "$site_stamp"
+fi
+if [ ! -f .cache/mathjax/node_modules/mathjax/es5/tex-chtml.js ]; then
+  if command -v npm >/dev/null; then
+    echo "setup: installing MathJax 3 into .cache/mathjax"
+    mkdir -p .cache/mathjax && npm install --prefix .cache/mathjax --no-audit --no-fund --silent mathjax@3.2.2
+  else
+    echo "setup: no npm: the website will load MathJax from its CDN (install Node.js and npm for offline equations)" >&2
+  fi
+fi
 .venv/bin/deepgen-data fetch
