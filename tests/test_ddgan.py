@@ -71,7 +71,7 @@ def test_last_step_is_the_generators_output_and_other_parametrisations():
 
 
 def test_networks_take_the_documented_indexing():
-    "The discriminator sees (x_{t−1}, x_t, t) with t in 1..T; the augmentation control sees one image at s in 0..T."
+    "The discriminator sees (x_{t−1}, x_t, t) with t in 1..T; the augmentation control sees one image at s in 0..T−1."
     seen = []
 
     class Spy(ToyDiscriminator):
@@ -84,7 +84,7 @@ def test_networks_take_the_documented_indexing():
     DDGANLoss(T=4).d_loss(G, Spy(hidden=16), real)
     assert seen[-1] == (1, 4, False)
     DDGANLoss(T=4, augment=True).d_loss(G, Spy(hidden=16, pair=False), real)
-    assert seen[-1] == (0, 4, True)
+    assert seen[-1] == (0, 3, True)
 
 
 def test_image_networks_shapes_and_latent():

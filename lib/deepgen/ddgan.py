@@ -132,7 +132,7 @@ class DDGANLoss:
         n, device = len(real), real.device
         z = sample_z(G, n, device)
         if self.augment:
-            s = torch.randint(0, self.T + 1, (n,), device=device)
+            s = torch.randint(0, self.T, (n,), device=device)  # x_T is pure noise: no signal for D
             fake0 = G(torch.randn_like(real), z, torch.ones(n, dtype=torch.long, device=device))
             diffuse = lambda x: self.schedule.q_sample(x, s, torch.randn_like(x))
             return diffuse(real), diffuse(fake0), None, s
