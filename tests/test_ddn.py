@@ -3,12 +3,19 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepgen.ddn import (DiscreteDistributionLayer, RecurrenceDDN, SingleShotDDN, ToyNodes, classifier_criterion,
-                         colorization_criterion, ddn_loss, decode, generate, grey, inpainting_criterion, l2_criterion,
+                         colorization_criterion, ddn_loss, decode, fixed_choice, generate, grey, inpainting_criterion,
+                         l2_criterion,
                          latent_bits, latent_tree_classifier, rank_fusion, reconstruct, resize, split_prune_pair,
                          super_resolution_criterion, zscg)
+
+
+def pick_last(alternatives, latent):
+    "alternatives[b, latent[b, -1]]: the image of each example's own last-layer node."
+    return alternatives[torch.arange(len(latent)), latent[:, -1]]
 
 
 def tiny_ssg(K=4, leak_ch=2, residual=True):
@@ -50,6 +57,30 @@ def test_split_and_prune_keeps_K_and_conserves_counts():
     assert ops > 0 and int(nodes.n_ops) == ops
 
 
+def test_split_and_prune_on_a_layer_clones_a_block_of_rows():
+    "A DDL node owns width = out_ch + leak_ch rows of the 1×1 conv: S&P copies that block, weights, bias and Adam moments."
+    torch.manual_seed(0)
+    ddl = DiscreteDistributionLayer(5, 3, K=4, leak_ch=2)  # node width 5: node k owns rows 5k .. 5k+4
+    opt = torch.optim.Adam(ddl.parameters(), lr=0.01)
+    for _ in range(2):  # populate both moments with different values per row
+        cand, leak = ddl(torch.randn(2, 5, 3, 3), torch.randn(2, 3, 3, 3))
+        loss = (cand * torch.arange(1.0, 5.0).view(1, 4, 1, 1, 1)).square().mean() + leak.square().mean()
+        opt.zero_grad(), loss.backward(), opt.step()
+    ddl.counts.copy_(torch.tensor([10.0, 3.0, 0.5, 3.0], dtype=torch.float64))  # k_max = 0, k_min = 2
+    params = [ddl.nodes.weight, ddl.nodes.bias]
+    moments = [opt.state[p][key] for p in params for key in ("exp_avg", "exp_avg_sq")]
+    before = [t.clone() for t in params + moments]
+    src, dst = slice(0, 5), slice(10, 15)
+    assert all(not torch.equal(t[src], t[dst]) for t in before)  # the check below can fail
+    assert ddl.split_and_prune(opt) == (0, 2)
+    for old, new in zip(before, params + moments):
+        assert torch.equal(new[dst], old[src])  # the pruned slot holds the clone: all 5 rows
+        keep = torch.ones(len(old), dtype=torch.bool)
+        keep[dst] = False
+        assert torch.equal(new[keep], old[keep])  # every other row, the parent's included, is untouched
+    assert ddl.counts.tolist() == [5.0, 3.0, 5.0, 3.0] and int(ddl.n_ops) == 1
+
+
 def test_split_prune_beats_gradient_descent_on_bimodal():
     "§3.1's asymmetric bimodal: GD keeps the initial split of nodes; Split-and-Prune moves mass to the big peak."
     def fit(split):
@@ -89,9 +120,22 @@ def test_generation_latent_round_trips():
     x, lat = generate(model, 6, generator=torch.Generator().manual_seed(3))
     assert x.shape == (6, 1, 8, 8) and lat.shape == (6, model.L) and lat.dtype == torch.long
     assert torch.allclose(decode(model, lat), x)
-    rec, lat_rec = reconstruct(model, x)
-    assert torch.allclose(decode(model, lat_rec), rec)
-    assert ((rec - x).square().mean() <= (decode(model, torch.zeros_like(lat)) - x).square().mean() + 1e-6)
+    target = torch.rand(6, 1, 8, 8) * 2 - 1  # not on the tree: the greedy path is a real search
+    for img in (x, target):
+        rec, lat_rec = reconstruct(model, img)
+        assert torch.equal(decode(model, lat_rec), rec)  # the reconstruction is exactly the picked path's image
+        seen = []
+
+        def replay(level, cand):  # walk the picked path, keeping every layer's K candidates
+            seen.append(cand)
+            return fixed_choice(lat_rec)(level, cand)
+
+        model(replay, len(img))
+        assert len(seen) == model.L
+        for level, cand in enumerate(seen):  # greedy: each pick is the nearest of its layer's candidates (eq. 1)
+            ref = F.interpolate(img, size=cand.shape[-2:], mode="area")
+            dist = (cand - ref[:, None]).square().flatten(2).mean(2)
+            assert torch.equal(lat_rec[:, level], dist.argmin(1))
     x2, lat2 = generate(model, 6, generator=torch.Generator().manual_seed(3))
     assert torch.equal(lat, lat2) and torch.equal(x, x2)
 
@@ -138,6 +182,22 @@ def test_criteria_pick_the_matching_candidate():
     assert inpainting_criterion(half, mask)(cand)[:, 2].abs().max() < 1e-6
 
 
+def test_classifier_criterion_ranks_the_most_probable_candidate_first():
+    "Eq. (5): a classifier with known logits [10m, −10m, 0] (m = image mean) decides which candidate each class wants."
+    def classifier(img):
+        m = img.flatten(1).mean(1)
+        return torch.stack([10 * m, -10 * m, torch.zeros_like(m)], 1)
+
+    levels = torch.tensor([-0.5, 0.8, 0.1])  # candidate k is the constant image levels[k]
+    cand = levels.view(1, 3, 1, 1, 1).expand(3, 3, 3, 8, 8)
+    y = torch.tensor([0, 1, 2])  # class 0 wants the largest mean, class 1 the smallest, class 2 the one nearest 0
+    scores = classifier_criterion(classifier, y, 8)(cand)
+    assert scores.argmin(1).tolist() == [1, 0, 2]
+    logits = classifier(cand.flatten(0, 1)).view(3, 3, 3)
+    expected = -logits.log_softmax(2).gather(2, y.view(3, 1, 1).expand(3, 3, 1)).squeeze(2)
+    assert torch.allclose(scores, expected)  # the score is −log p(y | candidate), not its negative
+
+
 def test_zscg_never_calls_backward():
     model = tiny_ssg(K=4)
     classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
@@ -152,8 +212,14 @@ def test_zscg_never_calls_backward():
     x, lat = zscg(model, spy, 4, topk=2, generator=torch.Generator().manual_seed(0))
     assert not calls and not x.requires_grad and grad_mode and not any(grad_mode)
     assert lat.shape == (4, model.L)
-    best, _ = zscg(model, classifier_criterion(classifier, torch.tensor([1]), 8), 1)
-    assert classifier(best).argmax(1).item() in range(3)
+    y = torch.tensor([1, 2])
+    best, lat_best = zscg(model, classifier_criterion(classifier, y, 8), 2)
+    with torch.no_grad():  # greedy top-1: no other node at the last layer (same path before it) is more probable for y
+        alternatives = torch.stack([decode(model, torch.cat([lat_best[:, :-1], torch.full((2, 1), k)], 1))
+                                    for k in range(model.K)], 1)
+        logp = classifier(alternatives.flatten(0, 1).clamp(-1, 1)).log_softmax(1).view(2, model.K, 3)
+        logp_y = logp.gather(2, y.view(2, 1, 1).expand(2, model.K, 1)).squeeze(2)
+    assert torch.equal(lat_best[:, -1], logp_y.argmax(1)) and torch.equal(best, pick_last(alternatives, lat_best))
 
 
 def test_latent_tree_classifier_and_bits():
