@@ -142,10 +142,11 @@ class DDGANLoss:
         return x_prev, fake_prev, x_t, t
 
     def d_loss(self, G, D, real):
-        "Eq (3) on one batch (the generator's sample is detached: this step must not reach G)."
-        real_in, fake_in, cond, t = self._inputs(G, real)
-        real_in = real_in.detach().requires_grad_(self.r1_gamma > 0)
-        real_logits, fake_logits = D(real_in, cond, t), D(fake_in.detach(), cond, t)
+        "Eq (3) on one batch (the generator runs without a graph: this step must not reach G)."
+        with torch.no_grad():
+            real_in, fake_in, cond, t = self._inputs(G, real)
+        real_in = real_in.requires_grad_(self.r1_gamma > 0)
+        real_logits, fake_logits = D(real_in, cond, t), D(fake_in, cond, t)
         per_example = F.softplus(-real_logits) + F.softplus(fake_logits)
         self._record(per_example.detach(), t)
         loss = per_example.mean()
