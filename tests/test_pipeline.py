@@ -89,14 +89,15 @@ def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch
 
 
 def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
-    "Each stage the trilemma expects wrote rows for every budget dataset, scored on the budget's sample count."
+    "Each stage the trilemma expects wrote rows, every family covers every budget dataset (a chapter may split them
+    across its stages), each scored on the budget's sample count."
     from deepgen.bench import TRILEMMA_COLUMNS, gather_trilemma, trilemma_budget
     budget, expected = trilemma_budget("smoke"), read_params(ROOT)["trilemma"]["smoke"]["expected_stages"]
     rows = gather_trilemma(smoke_results)
     assert set(rows["stage"]) == set(expected)
     assert set(TRILEMMA_COLUMNS + ["stage"]) <= set(rows.columns)  # plus the run_* columns write_table stamps
-    for stage, part in rows.groupby("stage"):
-        assert set(part["dataset"]) == set(budget.datasets), stage
+    for family, part in rows.groupby("family"):
+        assert set(part["dataset"]) == set(budget.datasets), family
     assert (rows["n_samples"] <= budget.n_samples).all() and (rows["steps"] == budget.steps).all()
     assert rows[["inception_fid", "domain_fid", "recall", "sample_s_per_100"]].notna().all().all()
     summary = json.loads((smoke_results / "metrics" / "trilemma.json").read_text())
