@@ -89,8 +89,8 @@ def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch
 
 
 def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
-    "Each stage the trilemma expects wrote rows, every family covers every budget dataset (a chapter may split them
-    across its stages), each scored on the budget's sample count."
+    """Each stage the trilemma expects wrote rows, every family covers every budget dataset (a chapter may split them
+    across its stages), each scored on the budget's sample count."""
     from deepgen.bench import TRILEMMA_COLUMNS, gather_trilemma, trilemma_budget
     budget, expected = trilemma_budget("smoke"), read_params(ROOT)["trilemma"]["smoke"]["expected_stages"]
     rows = gather_trilemma(smoke_results)
