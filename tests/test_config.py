@@ -7,7 +7,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from deepgen.config import ConfigError, StageError, load_config, parse_overrides, run_notebook, stage_of
+from deepgen.config import (METRICS_MAX, ConfigError, StageError, load_config, parse_overrides, run_notebook,
+                            save_metrics, shown_path, stage_of, start_stage)
 
 
 def test_profiles_share_keys_and_merge_with_stage_sections():
@@ -51,10 +52,10 @@ def test_cli_rejects_unknown_profile_in_one_line(results):
 
 def _write_stage_notebook(root, name, body):
     (root / "nbs").mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text("profiles:\n  smoke: {seed: 0, device: cpu}\nboom:\n  smoke: {}\n")
+    (root / "params.yaml").write_text(f"profiles:\n  smoke: {{seed: 0, device: cpu}}\n{name}:\n  smoke: {{}}\n")
     nb = new_notebook(cells=[
         new_code_cell('profile = "smoke"\noverrides = {}', metadata={"tags": ["parameters"]}),
-        new_code_cell("from deepgen.config import start_stage, save_metrics\ncfg = start_stage('boom', profile, overrides)\n"
+        new_code_cell(f"from deepgen.config import start_stage, save_metrics\ncfg = start_stage({name!r}, profile, overrides)\n"
                       "(cfg.fig_dir / 'partial.png').write_bytes(b'x')\n" + body)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = root / "nbs" / f"09_{name}.ipynb"
@@ -83,3 +84,45 @@ def test_successful_notebook_publishes_outputs(tmp_path, monkeypatch):
     metrics = json.loads((results / "metrics" / "boom.json").read_text())
     assert metrics["ok"] == 1 and metrics["run"]["profile"] == "smoke" and "git" in metrics["run"]
     assert stage_of(nb) == "boom"
+
+
+def test_shown_path_is_relative_to_the_root_or_the_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPGEN_RESULTS", str(tmp_path / "res"))
+    assert shown_path(tmp_path / "proj" / "results" / "cpu" / "a.pt", root=tmp_path / "proj") == "results/cpu/a.pt"
+    assert shown_path(tmp_path / "res" / "smoke" / "a.pt", root=tmp_path / "proj") == "$DEEPGEN_RESULTS/smoke/a.pt"
+    assert shown_path("/opt/elsewhere/lib/x.py", root=tmp_path / "proj") == "…/x.py"
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ({"cifar10_DDGAN (T=4)_fid": 1.0}, "must be a slug"),
+    ({"run": {"seed": 0}}, "other than 'run'"),
+    ({"fid_by_t": [1.0, 2.0]}, "fid_by_t is a list"),
+    ({"toy": {"source": "mirror"}}, "toy.source is a str"),
+    ({f"m{i}": float(i) for i in range(METRICS_MAX + 1)}, "more than"),
+])
+def test_metrics_must_be_a_short_nested_summary(results, metrics, message):
+    cfg = start_stage("config", "smoke")
+    with pytest.raises(ConfigError, match=message) as err:
+        save_metrics(cfg, metrics)
+    assert "\n" not in str(err.value) and not cfg.metrics_file.exists()
+
+
+def test_metrics_file_is_nested_with_run_info(results):
+    cfg = start_stage("config", "smoke")
+    save_metrics(cfg, {"cifar10": {"ddgan_t4": {"fid": 12.5, "kid": float("nan")}}, "ok": True})
+    saved = json.loads(cfg.metrics_file.read_text())
+    assert saved["cifar10"] == {"ddgan_t4": {"fid": 12.5, "kid": None}} and saved["run"]["stage"] == "config"
+
+
+def test_executed_notebook_names_no_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPGEN_RESULTS", raising=False)
+    body = ("import warnings\nfrom deepgen.nets import mlp\nfrom deepgen.train import TrainConfig, train\n"
+            "import torch\nx = torch.randn(64, 2)\ntc = TrainConfig(steps=2, batch=8, ema=0, log_every=1, desc='tiny')\n"
+            "for _ in range(2):\n    train(mlp(2, 2, 8, 1), lambda m, b: m(b).square().mean(), x, tc, ckpt_path=cfg.ckpt_dir / 'a.pt')\n"
+            "warnings.warn('an old API', FutureWarning)\nsave_metrics(cfg, {'ok': 1})")
+    nb = _write_stage_notebook(tmp_path, "paths", body)
+    text = run_notebook(nb, "smoke", root=tmp_path).read_text()
+    assert "tiny: resumed from step 2 of 2 (results/smoke/checkpoints/paths/a.pt)" in text
+    assert "FutureWarning: an old API" in text and "IProgress not found" not in text
+    assert str(tmp_path) not in text and "ipykernel_" not in text
+    assert json.loads(text)["metadata"]["papermill"]["input_path"] == "nbs/09_paths.ipynb"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from deepgen.data import (IMAGE_DATASETS, TOYS, DataError, load_images, sample_toy, to_float,
+from deepgen.data import (IMAGE_DATASETS, TOYS, DataError, gaussian_log_prob, load_images, sample_toy, to_float,
                           toy_grid, toy_log_prob)
 
 
@@ -28,6 +28,17 @@ def test_gaussian_mixture_log_prob_is_exact():
     centre = torch.tensor([[2.0, 0.0]])
     expected = math.log(1 / 8) - math.log(2 * math.pi * 0.1**2)
     assert abs(float(toy_log_prob("8gaussians", centre)) - expected) < 1e-4
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    x, mean, log_var = (torch.randn(4, 3, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    ref = torch.distributions.Normal(mean, (0.5 * log_var).exp()).log_prob(x)
+    assert torch.allclose(gaussian_log_prob(x, mean, log_var, dims=None), ref, atol=1e-12)
+    assert torch.allclose(gaussian_log_prob(x, mean, log_var, dims=(1, 2)), ref.sum((1, 2)), atol=1e-12)
+    # a float log-variance keeps the dtype of x: a float64 density is not rounded through float32
+    iso = torch.distributions.Normal(mean, 0.3).log_prob(x).sum(-1)
+    assert torch.allclose(gaussian_log_prob(x, mean, 2 * math.log(0.3)), iso, atol=1e-12)
 
 
 def test_toy_samples_follow_the_seed():

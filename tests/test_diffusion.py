@@ -194,3 +194,27 @@ def test_eps_loss_transform_for_images():
     loss = eps_loss(s, lambda u: u.float() / 127.5 - 1)(model, pixels)
     assert seen["x"].dtype == torch.float32 and seen["t"].min() >= 1 and seen["t"].max() <= 50
     assert 0.5 < loss.item() < 1.5  # E‖ε‖² = 1 for a zero predictor
+
+
+def test_ddim_clip_matches_a_hand_computation():
+    "Two DDIM steps (T = 2, η = 0) with ε_θ(x) = x/2: x̂_0 clamped to ±clip, ε recomputed from it; clip=None leaves both."
+    sched = NoiseSchedule([0.3, 0.5])  # ᾱ_1 = 0.7, ᾱ_2 = 0.35
+    a1, a2 = 0.7, 0.35
+    model = lambda x, t: 0.5 * x
+    x_T = torch.tensor([[1.0], [-2.0], [0.8]], dtype=F64)
+
+    def by_hand(clip):
+        x = x_T.clone()
+        for ab_t, ab_s in ((a2, a1), (a1, 1.0)):
+            x0 = (x - math.sqrt(1 - ab_t) * 0.5 * x) / math.sqrt(ab_t)
+            eps = 0.5 * x
+            if clip is not None:
+                x0 = x0.clamp(-clip, clip)
+                eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)
+            x = math.sqrt(ab_s) * x0 + math.sqrt(1 - ab_s) * eps
+        return x
+
+    clipped, free = ddim_sample(model, sched, x_T, steps=2, clip=0.8), ddim_sample(model, sched, x_T, steps=2)
+    assert torch.allclose(clipped, by_hand(0.8), atol=1e-12) and torch.allclose(free, by_hand(None), atol=1e-12)
+    assert (clipped - free).abs().max() > 0.1 and free.abs().max() > 1  # clipping matters, and ±1 would not be 0.8
+    assert ((clipped.abs() < 0.8 - 1e-3) & (clipped != free)).any()  # an x̂_0 clipped at step 1 only: the ε recompute shows

@@ -115,3 +115,15 @@ def test_sample_shapes_and_pixels():
         assert to_pixels(x).dtype == torch.uint8
     px = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
     assert torch.equal(to_pixels(dequantize(px)), px)
+
+
+def test_nll_loss_is_minus_the_mean_log_prob_of_a_perturbed_flow():
+    "The training loss is −mean log p(x), with log p from the change of variables (log-det by autograd): a flipped sign fails."
+    torch.manual_seed(0)
+    flow = jiggle(realnvp_2d(n_layers=4, hidden=16), std=0.3)
+    x = 2 * torch.randn(16, 2)
+    z, logdet = flow(x)
+    assert logdet.abs().mean() > 0.1  # a perturbed flow: the log-det term matters
+    exact = standard_normal_log_prob(z) + autograd_logdet(flow, x)
+    assert torch.allclose(flow.log_prob(x), exact, atol=1e-4)
+    assert nll_loss(flow, x).item() == pytest.approx(-exact.mean().item(), abs=1e-4)

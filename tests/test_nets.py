@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from deepgen.nets import AdaGN, ConvDecoder, ConvEncoder, SinusoidalEmbedding, UNet, count_params, mlp
+from deepgen.nets import AdaGN, ConvDecoder, ConvEncoder, SinusoidalEmbedding, UNet, count_params, groups_for, mlp
 
 
 @pytest.mark.parametrize("size, ch", [(28, 1), (32, 3), (64, 3)])
@@ -42,3 +42,17 @@ def test_sinusoidal_embedding_values():
 
 def test_count_params_of_mlp():
     assert count_params(mlp(3, 2, hidden=10, depth=2)) == (3 * 10 + 10) + (10 * 10 + 10) + (10 * 2 + 2)
+
+
+@pytest.mark.parametrize("ch", [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512])
+def test_groups_keep_at_least_four_channels_each(ch):
+    g = groups_for(ch)
+    assert ch % g == 0 and 1 <= g <= 32 and (ch // g >= 4 or g == 1)
+    # the most groups that satisfy this: one more divisor would leave fewer than 4 channels or exceed 32
+    assert not any(ch % h == 0 and ch // h >= 4 for h in range(g + 1, 33))
+
+
+def test_course_widths_are_not_instance_norm():
+    assert [groups_for(c) for c in (16, 32, 64, 128)] == [4, 8, 16, 32]
+    norms = [m for m in UNet(1, ch=32).modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels // m.num_groups >= 4 for m in norms)

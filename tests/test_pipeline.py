@@ -88,22 +88,31 @@ def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch
         assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
 
 
-def test_trilemma_gathers_one_row_per_model_and_dataset(smoke_results):
-    """Each stage the trilemma expects wrote rows, every family covers every budget dataset (a chapter may split them
-    across its stages), each scored on the budget's sample count."""
+def test_trilemma_gathers_the_foundations_families(smoke_results):
+    """The foundations trilemma covers exactly the five families of its chapter, each on every budget dataset, scored
+    on the budget's sample count; its metrics file is a short nested summary of numbers; it does not draw the report's
+    cross-family figure."""
     from deepgen.bench import TRILEMMA_COLUMNS, gather_trilemma, trilemma_budget
-    budget, expected = trilemma_budget("smoke"), read_params(ROOT)["trilemma"]["smoke"]["expected_stages"]
-    rows = gather_trilemma(smoke_results)
+    from deepgen.config import slug
+    params = read_params(ROOT)
+    budget, expected = trilemma_budget("smoke"), params["trilemma"]["smoke"]["expected_stages"]
+    assert set(expected) == {"vae", "flows", "ebm", "diffusion", "gan"} <= set(params["chapters"]["foundations"])
+    found = gather_trilemma(smoke_results)
+    rows = found[found["stage"].isin(expected)]
     assert set(rows["stage"]) == set(expected)
     assert set(TRILEMMA_COLUMNS + ["stage"]) <= set(rows.columns)  # plus the run_* columns write_table stamps
     for family, part in rows.groupby("family"):
         assert set(part["dataset"]) == set(budget.datasets), family
     assert (rows["n_samples"] <= budget.n_samples).all() and (rows["steps"] == budget.steps).all()
+    assert (rows["timing_n"] == budget.timing_n).all()  # every sampler timed at one batch
     assert rows[["inception_fid", "domain_fid", "recall", "sample_s_per_100"]].notna().all().all()
     summary = json.loads((smoke_results / "metrics" / "trilemma.json").read_text())
-    before = rows["stage"].isin(read_params(ROOT)["chapters"]["foundations"])  # the fixture runs 16_trilemma before 2x/3x
-    assert summary["n_rows"] == int(before.sum())
-    assert (smoke_results / "figures" / "foundations" / "trilemma" / "trilemma_scatter.png").exists()
+    for _, r in rows.iterrows():
+        values = summary[r["dataset"]][slug(r["model"])]
+        assert values and all(isinstance(v, (int, float)) for v in values.values())
+    assert set(summary["best_fid"]) == set(budget.datasets)
+    figures = smoke_results / "figures" / "foundations" / "trilemma"
+    assert (figures / "five_families.png").exists() and not (figures / "trilemma_scatter.png").exists()
 
 
 def test_trilemma_entry_scores_a_sampler_and_round_trips(smoke_results, tmp_path, monkeypatch):
@@ -117,16 +126,21 @@ def test_trilemma_entry_scores_a_sampler_and_round_trips(smoke_results, tmp_path
     noise = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
     row = trilemma_entry(cfg, "noise", "none", "mnist", noise, nfe=1, params=0, train_s=0.0, budget=budget)
     assert row["n_samples"] == budget.n_samples and row["steps"] == budget.steps and row["sample_s_per_100"] > 0
+    assert row["sample_s_min"] <= row["sample_s_per_100"] <= row["sample_s_max"] and row["timing_n"] == budget.timing_n
     assert row["recall"] == 0 and row["inception_fid"] > 100
+    assert abs(row["recall_lo"]) < 1e-9 and 0 < row["recall_hi"] < 0.5  # a Wilson interval at 0 of n_ref_pr points
     write_trilemma([row], cfg)
     back = gather_trilemma(tmp_path / "out")
     assert back.loc[0, "model"] == "noise" and abs(back.loc[0, "inception_fid"] - row["inception_fid"]) < 1e-6
 
 
 def test_trilemma_stage_depends_on_every_contributing_chapter():
-    "dvc repro reruns the trilemma when a contributing chapter's rows change, and each contributor reads the budget."
+    """dvc repro reruns the trilemma when a contributing chapter's rows or the reference rows change, each contributor
+    reads the budget, and the foundations trilemma depends on no later chapter."""
     params, stages = read_params(ROOT), yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     deps = stages["trilemma"]["do"]["deps"]
+    tables = [d for d in deps if "/tables/" in d]
+    assert all(d.split("/tables/")[1].split("/")[0] in ("foundations", "metrics") for d in tables), tables
     for stage in params["trilemma"]["cpu"]["expected_stages"]:
         chapter = next(name for name, members in params["chapters"].items() if stage in members)
         assert f"results/${{key}}/tables/{chapter}/{stage}" in deps, stage

@@ -1,13 +1,15 @@
-"The course report's helpers (deepgen.report) and its DVC stage: chapters, errata, seeds, benchmark rows."
+"The course report's helpers (deepgen.report) and its DVC stage: chapters, errata, seeds, benchmark rows, scoreboard."
 import nbformat
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import ROOT
+from deepgen.claims import CLAIM_COLUMNS
 from deepgen.config import read_params
-from deepgen.report import (course_notebooks, cross_family, errata_in, gather_errata, gather_paper_vs_ours, seed_of,
-                            short_number, stage_runs)
+from deepgen.plots import paper_vs_ours, short_number, write_table
+from deepgen.report import (benchmark_table, course_claims, course_notebooks, course_scoreboard, cross_family, errata_in,
+                            gather_errata, gather_paper_vs_ours, seed_of, stage_runs)
 
 
 @pytest.fixture
@@ -63,7 +65,62 @@ def test_paper_vs_ours_rows_are_grouped_by_the_seed_their_source_names(project, 
     rows = gather_paper_vs_ours(tmp_path / "results", course, {"thesis": "T", "DDN": "D"})
     assert rows["seed"].tolist() == ["thesis", "DDN", None] and set(rows["chapter"]) == {"toys"}
     assert rows["ours"].map(short_number).tolist() == ["263", "2", "8"]
+    assert rows["kind"].tolist() == ["—"] * 3  # a table written before kinds existed
     assert seed_of("Xiao thesis §4.4", {"thesis": "T"}) == "thesis" and seed_of("antithesis", {"thesis": "T"}) is None
+
+
+def test_paper_vs_ours_has_kinds_one_number_format_and_one_scale_note(project, results):
+    "Rows sorted by kind (closed forms first), numbers with 4 digits, a bad kind rejected, the scale note once in the .md."
+    from deepgen.config import start_stage
+    table = paper_vs_ours([{"quantity": "FID", "paper": 3.75, "source": "thesis Table 6.1", "ours": 262.95239751927414},
+                           {"quantity": "NFE", "kind": "closed form", "paper": 4, "source": "thesis Table 6.1", "ours": 4},
+                           {"quantity": "modes", "kind": "qualitative", "paper": "all", "source": "Fig. 6.9", "ours": None},
+                           {"quantity": "time ratio", "kind": "scale-free ratio", "paper": 19.1, "source": "x", "ours": 11.23}],
+                          scale="ours: tiny")
+    assert table["kind"].tolist() == ["closed form", "scale-free ratio", "scale gap", "qualitative"]  # no kind: a gap
+    assert table["ours"].tolist() == ["4", "11.23", "263", "—"] and set(table["scale"]) == {"ours: tiny"}
+    with pytest.raises(ValueError, match="kind must be one of"):
+        paper_vs_ours([{"quantity": "q", "kind": "exact", "paper": 1, "source": "s", "ours": 1}], scale="s")
+    cfg = start_stage("plots", "smoke")
+    write_table(table, cfg, "paper_vs_ours", note="ours: tiny")
+    md = (cfg.table_dir / "paper_vs_ours.md").read_text()
+    assert md.count("ours: tiny") == 1 and "scale" not in md.splitlines()[0]
+    csv = pd.read_csv(cfg.table_dir / "paper_vs_ours.csv", dtype=str, keep_default_na=False)
+    assert (csv["scale"] == "ours: tiny").all() and csv.columns[:6].tolist() == ["quantity", "kind", "paper", "source",
+                                                                                "ours", "scale"]
+    rows = gather_paper_vs_ours(cfg.out, course_notebooks(project), {"thesis": "T"})  # the report reads it back
+    assert rows.loc[rows["quantity"] == "NFE", "kind"].tolist() == ["closed form"]
+
+
+def test_scoreboard_counts_every_chapter_in_course_order(project, tmp_path):
+    "Claims are gathered in course order; a chapter that ran with no claims yet shows zeros; the total adds up."
+    course, results = course_notebooks(project), tmp_path / "results"
+    for folder, verdicts in [("toys/beta", ["reproduced", "not reproduced"]), ("core", ["partly"])]:
+        (results / "tables" / folder).mkdir(parents=True)
+        pd.DataFrame([[f"c{i}", "s", "src", "m", "1", "2", v, "w"] for i, v in enumerate(verdicts)],
+                     columns=CLAIM_COLUMNS).to_csv(results / "tables" / folder / "claims.csv", index=False)
+    claims = course_claims(results, course)
+    assert claims[["chapter", "stage"]].values.tolist() == [["core", "core"], ["toys", "beta"], ["toys", "beta"]]
+    runs = stage_runs(results, course).assign(ran=True)
+    board = course_scoreboard(claims, runs).set_index("chapter")
+    assert board.index.tolist() == ["core", "toys", "solo", "all"]
+    assert board.loc["toys", ["claims", "reproduced", "not reproduced"]].tolist() == [2, 1, 1]
+    assert board.loc["solo", "claims"] == 0 and board.loc["all", "stages with claims"] == "2 of 4"
+
+
+def test_benchmark_table_has_reference_rows_and_whole_counts(project, tmp_path):
+    "The metrics stage's reference rows join the benchmark (stage metrics), sorted by FID with the models."
+    course, results = course_notebooks(project), tmp_path / "results"
+    (results / "tables" / "toys" / "beta").mkdir(parents=True)
+    (results / "tables" / "metrics").mkdir(parents=True)
+    pd.DataFrame({"model": ["m"], "family": ["vae"], "dataset": ["mnist"], "params": [1234], "inception_fid": [50.0],
+                  "kid": [0.1]}).to_csv(results / "tables" / "toys" / "beta" / "trilemma.csv", index=False)
+    pd.DataFrame({"model": ["real test images", "uniform noise"], "family": "reference", "dataset": "mnist",
+                  "inception_fid": [10.0, 400.0], "kid": [0.0, 0.5]}).to_csv(
+        results / "tables" / "metrics" / "benchmark_references.csv", index=False)
+    table = benchmark_table(cross_family(results, course), "mnist")
+    assert table["model"].tolist() == ["real test images", "m", "uniform noise"] and "kid" in table
+    assert table["stage"].tolist() == ["metrics", "beta", "metrics"] and table["params"].tolist()[1] == 1234
 
 
 def test_benchmark_rows_carry_their_chapter_and_missing_runs_show(project, tmp_path):
@@ -88,3 +145,5 @@ def test_report_stage_depends_on_every_chapter_stage():
         if nb["chapter"] in params["chapters"]:
             assert f"results/${{key}}/tables/{nb['chapter']}/{nb['stage']}" in deps, nb["stage"]
     assert "nbs" in deps and "lib/deepgen/report.py" in deps  # the errata come from the notebooks
+    # the scoreboard gathers the core stages' claims; the benchmark's reference rows come from the metrics stage
+    assert {"lib/deepgen/claims.py", "results/${key}/tables/metrics", "results/${key}/tables/bench"} <= set(deps)

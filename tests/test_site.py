@@ -166,3 +166,28 @@ def test_page_renders_in_chromium(site, server, browser, screenshots, name):
     assert page["raw_dollars"] == 0 and page["math_errors"] == 0, page
     if name == "notebook":
         assert page["equations"] > 0, page
+
+
+def test_home_page_shows_the_scoreboard_and_chapter_pages_their_claims(tmp_path, monkeypatch):
+    "The report's scoreboard is the home page's first result; a stage's claims lead its part of the chapter page."
+    import importlib.util
+    from deepgen.config import read_params
+    spec = importlib.util.spec_from_file_location("build_site", ROOT / "tools" / "build_site.py")
+    build_site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_site)
+    chapter, stages = next(iter(read_params(ROOT)["chapters"].items()))
+    results = tmp_path / "results" / "smoke" / "tables"
+    (results / "report").mkdir(parents=True)
+    (results / "report" / "scoreboard.md").write_text("### Reproduction scoreboard (smoke)\n\n| chapter | claims |\n"
+                                                      "|---|---|\n| all | 7 |\n")
+    (results / chapter / stages[0]).mkdir(parents=True)
+    (results / chapter / stages[0] / "claims.md").write_text("### Claims tested\n\n| claim | verdict |\n|---|---|\n"
+                                                             "| modes-covered | partly |\n")
+    (results / chapter / stages[0] / "other.md").write_text("### Another table\n\n| a |\n|---|\n| 1 |\n")
+    monkeypatch.setenv("DEEPGEN_RESULTS", str(tmp_path / "results"))
+    src = build_site.generate("smoke", tmp_path / "site")
+    home = (src / "index.md").read_text()
+    assert "## Reproduction scoreboard" in home and home.index("| all | 7 |") < home.index("## The course map")
+    assert "### Reproduction scoreboard (smoke)" not in home  # the table's own title is left out under the heading
+    page = (src / chapter / "index.md").read_text()
+    assert "### Claims" in page and page.index("| modes-covered | partly |") < page.index("#### Another table")

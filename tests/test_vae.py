@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from deepgen.data import sample_toy
+from deepgen.data import gaussian_log_prob, sample_toy
 from deepgen.nets import ConvDecoder, ConvEncoder, mlp
 from deepgen.train import TrainConfig, train
-from deepgen.vae import (VAE, active_units, elbo, gaussian_kl, gaussian_log_prob, iwae_bound, kl_weight,
-                         reparameterize, sample, unit_pixels)
+from deepgen.vae import (VAE, active_units, elbo, gaussian_kl, iwae_bound, kl_weight, reparameterize, sample,
+                         unit_pixels)
 
 
 def toy_vae(seed=0, hidden=32, obs_logvar=None):

@@ -3,8 +3,10 @@
     python tools/build_site.py [--profile cpu] [--out _site] [--no-build]
 
 Writes the book's sources to `<out>/src` (generated: never edit them) and the HTML to `<out>/_build/html`:
-- a home page with the course map (chapter → notebooks → models → datasets → figures/tables);
-- one page per chapter (its figures and tables from `results/<profile>/`) and, under it, its executed notebooks from
+- a home page with the reproduction scoreboard (the report's `tables/report/scoreboard.md`) and the course map
+  (chapter → notebooks → models → datasets → figures/tables);
+- one page per chapter (the claims its stages tested, then its figures and tables, from `results/<profile>/`, which
+  `$DEEPGEN_RESULTS/<profile>` replaces when set) and, under it, its executed notebooks from
   `results/<profile>/notebooks/` (a notebook not yet run at that profile is shown from `nbs/`, without outputs);
 - a "reproduce" page (commands, profiles, hardware, measured times) and the API reference (Sphinx autodoc).
 Chapters come from `params.yaml` (`chapters:`) and the `nbs/` listing (`deepgen.report.course_notebooks`), so a new
@@ -54,9 +56,14 @@ def datasets_of(nb_path: Path, stage_params: dict, trilemma_sets: set) -> list[s
     return sorted(found | trilemma_sets, key=lambda n: (n not in IMAGE_DATASETS, n))
 
 
-def table_markdown(md_path: Path, level: int) -> str:
-    "A table written by `write_table`, with its `### title` moved to heading `level`."
+CLAIMS = ("scoreboard.md", "claims.md")  # tables of verdicts (deepgen.claims), shown before a stage's figures
+
+
+def table_markdown(md_path: Path, level: int | None) -> str:
+    "A table written by `write_table`, with its `### title` moved to heading `level` (None: title left out)."
     text = md_path.read_text()
+    if level is None:
+        return re.sub(r"^#{1,6} .*\n+", "", text, count=1)
     return re.sub(r"^#{1,6} ", "#" * level + " ", text, flags=re.M)
 
 
@@ -98,12 +105,18 @@ def chapter_page(chapter, nbs: pd.DataFrame, results, chapters, profile, src_dir
     for _, r in nbs.iterrows():
         where = place(r["stage"], chapter, chapters)
         figures = sorted((results / "figures" / where).glob("*.png"))
-        tables = sorted((results / "tables" / where).glob("*.md"))
-        counts[r["stage"]] = (len(figures), len(tables))
-        if not figures and not tables:
+        claims = [results / "tables" / where / name for name in CLAIMS if (results / "tables" / where / name).exists()]
+        tables = [t for t in sorted((results / "tables" / where).glob("*.md")) if t.name not in CLAIMS]
+        counts[r["stage"]] = (len(figures), len(tables) + len(claims))
+        if not figures and not tables and not claims:
             continue
         lines += ["", f"## {r['title']}", "", f"Stage `{r['stage']}` · notebook "
                   f"[{r['notebook']}]({Path(r['notebook']).stem}.ipynb) · `results/{profile}/{{figures,tables}}/{where}/`"]
+        if claims:
+            lines += ["", "### Claims", "", "Each claim of the paper this stage tests, with the comparison that decides "
+                      "it and the verdict of this run (reproduced, partly, not reproduced, or not run at this profile)."]
+        for table in claims:
+            lines += ["", table_markdown(table, 4).rstrip()]
         if figures:
             lines += ["", "### Figures"]
         for fig in figures:
@@ -130,7 +143,15 @@ def home_page(course, results, params, profile, counts, ran, src) -> None:
              "executed by the pipeline, with its figures and tables, and the course report that puts every model "
              "of the course side by side.", "",
              "Start with the [reproduce](reproduce.md) page to run it yourself, read the chapters in order, and use "
-             "the [API reference](api/index.md) for the library.", "", "## The course map", "",
+             "the [API reference](api/index.md) for the library.", ""]
+    board = results / "tables" / "report" / "scoreboard.md"
+    if board.exists():
+        lines += ["## Reproduction scoreboard", "",
+                  "Each chapter tests claims of its paper with a comparison written before the run, and the run decides "
+                  f"the verdict. At profile `{profile}`, per chapter (the full list with every claim's reason is in the "
+                  "[course report](report/index.md); each chapter page shows its own):", "",
+                  table_markdown(board, None).rstrip(), ""]
+    lines += ["## The course map", "",
              "Each chapter is a folder of notebooks; each notebook is one pipeline stage. Models are those the stage "
              "enters in the cross-family benchmark; datasets are those its code and parameters name.", "",
              "| chapter | notebook | models | datasets | figures | tables |", "|---|---|---|---|---|---|"]
@@ -223,9 +244,9 @@ def book_config(src, mathjax: bool) -> None:
 def generate(profile="cpu", out=ROOT / "_site") -> Path:
     "Write the book's sources for `profile` into `<out>/src`; return that folder."
     sys.path.insert(0, str(ROOT / "lib"))
-    from deepgen.config import read_params
+    from deepgen.config import read_params, results_dir
     from deepgen.report import course_notebooks
-    params, results = read_params(ROOT), ROOT / "results" / profile
+    params, results = read_params(ROOT), results_dir(profile, ROOT)
     chapters = params.get("chapters") or {}
     course = course_notebooks(ROOT)
     src = Path(out) / "src"

@@ -39,3 +39,8 @@ if [ ! -f .cache/mathjax/node_modules/mathjax/es5/tex-chtml.js ]; then
   fi
 fi
 .venv/bin/deepgen-data fetch
+# nbdev's git hooks (notebook merge driver, trust after merges), once, and only in the course's own git checkout.
+if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$PWD" ] && [ "$(git config --local --get include.path || true)" != "../.gitconfig" ]; then
+  PATH="$PWD/.venv/bin:$PATH" nbdev_install_hooks >/dev/null 2>&1 \
+    || echo "setup: nbdev_install_hooks failed; tools/test.sh still checks that notebooks are clean" >&2
+fi

@@ -9,27 +9,76 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import pandas as pd
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 
-from .config import device_name, load_config, pick_device
+from .config import device_name, load_config, pick_device, slug
 from .data import load_images, to_float
-from .metrics import Evaluator, sampling_time
+from .metrics import Evaluator
 from .nets import UNet, count_params
 from .plots import write_table
 from .train import TrainConfig, train
 
 # %% auto #0
-__all__ = ['TRILEMMA_COLUMNS', 'denoising_loss', 'steady_throughput', 'measure_training', 'ddp_worker', 'run_ddp', 'bench_main',
-           'trilemma_budget', 'trilemma_entry', 'write_trilemma', 'gather_trilemma', 'trilemma_scatter']
+__all__ = ['TRILEMMA_COLUMNS', 'REFERENCE_TABLE', 'REAL_ROW', 'NOISE_ROW', 'SUMMARY_KEYS', 'Timing', 'time_call', 'sampling_time',
+           'denoising_loss', 'step_timing', 'step_flops', 'measure_training', 'matmul_peak', 'ddp_worker', 'run_ddp',
+           'bench_main', 'trilemma_budget', 'wilson_interval', 'trilemma_entry', 'write_trilemma', 'gather_trilemma',
+           'best_model', 'trilemma_summary', 'trilemma_scatter']
+
+# %% ../../nbs/06_bench.ipynb #b101
+@dataclass
+class Timing:
+    "Seconds per timed call for `n` items: median, min and max of `repeats` calls after a warm-up, each × `scale`."
+    median_s: float
+    min_s: float
+    max_s: float
+    repeats: int
+    n: int = 1
+    scale: float = 1.0
+
+    def per(self, count=100, stat="median_s") -> float:
+        "Seconds for `count` items by one statistic (`median_s`, `min_s` or `max_s`)."
+        return getattr(self, stat) * count / self.n
+
+    def __str__(self):
+        scaled = f"; a timed part × {self.scale:g}" if self.scale != 1 else ""
+        return (f"{self.median_s:.4g} s per {self.n} (median of {self.repeats}, min {self.min_s:.4g}, "
+                f"max {self.max_s:.4g}{scaled})")
+
+
+def time_call(fn, repeats=3, warmup=1, scale=1.0, n=1, device=None) -> Timing:
+    "Time `fn()`: `warmup` untimed calls, then `repeats` (≥ 3) timed ones, synchronised on GPUs, each × `scale`."
+    if repeats < 3:
+        raise ValueError(f"a timing needs at least 3 repeats for a median and a spread, got {repeats}")
+    cuda = device is not None and torch.device(device).type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * scale)
+    return Timing(statistics.median(times), min(times), max(times), repeats, n, scale)
+
+
+def sampling_time(sample_fn, n=100, *, repeats=3, warmup=1, scale=1.0, device=None) -> Timing:
+    "Time `sample_fn(n)`; for a long chain let `sample_fn` run k of its K steps at the same batch and pass `scale=K/k`."
+    return time_call(lambda: sample_fn(n), repeats, warmup, scale, n, device)
 
 # %% ../../nbs/06_bench.ipynb #c006
 def denoising_loss(model, x):
@@ -41,24 +90,45 @@ def denoising_loss(model, x):
     return (model(angle.cos() * x + angle.sin() * eps, t * 1000) - eps).square().mean()
 
 
-def steady_throughput(history, batch) -> float:
-    "Images per second over the second half of a run's logged history (skips warm-up and compilation)."
-    a, b = history[len(history) // 2 - 1], history[-1]
-    return (b["step"] - a["step"]) * batch / (b["time_s"] - a["time_s"])
+def step_timing(history, batch) -> Timing:
+    "Seconds per training step over the logged intervals of a run's second half (the first half is the warm-up)."
+    part = history[len(history) // 2 - 1:]
+    per_step = [(b["time_s"] - a["time_s"]) / (b["step"] - a["step"]) for a, b in zip(part, part[1:])]
+    if len(per_step) < 3:
+        raise ValueError(f"a step timing needs at least 3 logged intervals after the warm-up, got {len(per_step)}")
+    return Timing(statistics.median(per_step), min(per_step), max(per_step), len(per_step), batch)
 
 
+def step_flops(model, loss_fn, *batch) -> int:
+    "FLOPs of one training step's forward and backward pass, `loss_fn(model, *batch)`, by torch's flop counter."
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model, *batch).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+# %% ../../nbs/06_bench.ipynb #b104
 def measure_training(dataset, steps, batch, ch, device, bf16=False, compile=False, seed=0) -> dict:
-    "Throughput, data-wait share and peak memory of the shared loop training a U-Net on `dataset`."
+    "Step time (median, min, max), images/s, GFLOP/s, data-wait share and peak memory of the shared loop on `dataset`."
     data = load_images(dataset, "train", device=device)
     torch.manual_seed(seed)
     model = UNet(data.x.shape[1], ch=ch).to(device)
+    flops = step_flops(model, denoising_loss, data.x[:batch].to(device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     res = train(model, denoising_loss, data.x, TrainConfig(steps=steps, batch=batch, ema=0.999, log_every=max(1, steps // 10),
                 ckpt_every=0, bf16=bf16, compile=compile, time_data=True, seed=seed, desc=f"bench {dataset}"))
-    return {"dataset": dataset, "params": count_params(model), "batch": batch, "steps": steps,
-            "images/s": steady_throughput(res.history, batch), "data wait share": res.data_wait_share,
-            "peak memory MiB": res.peak_mem_mb, "bf16": bf16, "compile": compile}
+    step = step_timing(res.history, batch)
+    return {"dataset": dataset, "precision": "bf16 autocast" if bf16 else "fp32", "params": count_params(model),
+            "batch": batch, "steps": steps, "step ms": 1e3 * step.median_s, "step ms min": 1e3 * step.min_s,
+            "step ms max": 1e3 * step.max_s, "intervals": step.repeats, "images/s": batch / step.median_s,
+            "GFLOP/step": flops / 1e9, "GFLOP/s": flops / step.median_s / 1e9, "data wait share": res.data_wait_share,
+            "peak memory MiB": res.peak_mem_mb, "compile": compile}
+
+
+def matmul_peak(device, n=2048, products=4, repeats=5) -> Timing:
+    "Time `products` fp32 n×n matrix products per call (2n³ FLOPs each; TF32 if enabled on a GPU): this machine's peak."
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    return time_call(lambda: [a @ b for _ in range(products)], repeats=repeats, n=2 * n**3 * products, device=device)
 
 # %% ../../nbs/06_bench.ipynb #c008
 def ddp_worker(argv=None):
@@ -103,8 +173,9 @@ def bench_main(argv=None):
 
 # %% ../../nbs/06_bench.ipynb #c010
 TRILEMMA_COLUMNS = ["model", "family", "dataset", "params", "steps", "batch", "train_s", "nfe", "sample_s_per_100",
-                    "inception_fid", "domain_fid", "precision", "recall", "is_domain", "n_samples", "n_ref_inception",
-                    "n_ref_domain", "device"]
+                    "sample_s_min", "sample_s_max", "timing_n", "timing_scale", "inception_fid", "kid", "kid_std",
+                    "domain_fid", "precision", "recall", "recall_lo", "recall_hi", "pr_features", "n_ref_pr", "is_domain",
+                    "n_samples", "n_ref_inception", "n_ref_domain", "device"]
 
 
 def trilemma_budget(profile):
@@ -112,14 +183,27 @@ def trilemma_budget(profile):
     return load_config("budget", profile)
 
 
-def trilemma_entry(cfg, model, family, dataset, sample_fn, *, nfe, params, train_s, budget) -> dict:
-    "Score a trained generator: `sample_fn(n)` returns n uint8 images; evaluate `budget.n_samples`, time 100."
+def wilson_interval(p, n, z=statistics.NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
+    "Wilson score interval of a share `p` observed on `n` independent trials (95 % by default)."
+    centre, denom = p + z * z / (2 * n), 1 + z * z / n
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - half) / denom), min(1.0, (centre + half) / denom)
+
+# %% ../../nbs/06_bench.ipynb #b107
+def trilemma_entry(cfg, model, family, dataset, sample_fn, *, nfe, params, train_s, budget, time_fn=None,
+                   time_scale=1.0) -> dict:
+    """Score a trained generator: `sample_fn(n)` returns n uint8 images; evaluate `budget.n_samples`, time
+    `budget.timing_n` (median of 3); a long chain passes `time_fn` (k of its K steps) and `time_scale` = K/k."""
     images = torch.cat([sample_fn(len(c)).cpu() for c in torch.arange(budget.n_samples).split(budget.sample_batch)])
     report = Evaluator(cfg, dataset).report(images)
-    seconds = sampling_time(sample_fn, budget.timing_n, device=cfg.device)
+    timing = sampling_time(time_fn or sample_fn, budget.timing_n, scale=time_scale, device=cfg.device)
+    n_ref = report.get("n_ref_pr", len(images))  # P/R use as many reference points as samples unless it says
+    recall_lo, recall_hi = wilson_interval(report["recall"], n_ref)
     row = {"model": model, "family": family, "dataset": dataset, "params": params, "steps": budget.steps,
-           "batch": budget.batch, "train_s": round(train_s, 1), "nfe": nfe,
-           "sample_s_per_100": seconds * 100 / budget.timing_n, "device": device_name(cfg.device)}
+           "batch": budget.batch, "train_s": round(train_s, 1), "nfe": nfe, "sample_s_per_100": timing.per(100),
+           "sample_s_min": timing.per(100, "min_s"), "sample_s_max": timing.per(100, "max_s"), "timing_n": timing.n,
+           "timing_scale": time_scale, "recall_lo": recall_lo, "recall_hi": recall_hi, "n_ref_pr": n_ref,
+           "device": device_name(cfg.device)}
     return row | {k: report.get(k) for k in TRILEMMA_COLUMNS if k in report}
 
 
@@ -128,25 +212,69 @@ def write_trilemma(rows, cfg, note=None) -> pd.DataFrame:
     df = pd.DataFrame(rows).reindex(columns=TRILEMMA_COLUMNS)
     return write_table(df, cfg, "trilemma", title=f"Trilemma entries of stage {cfg.stage} ({cfg.profile})", note=note)
 
+# %% ../../nbs/06_bench.ipynb #b109
+REFERENCE_TABLE = Path("tables") / "metrics" / "benchmark_references.csv"
+REAL_ROW, NOISE_ROW = "real test images", "uniform noise"
 
-def gather_trilemma(results) -> pd.DataFrame:
-    "All chapters' trilemma rows under a profile's results folder, with the stage that wrote them."
+
+def gather_trilemma(results, references=False) -> pd.DataFrame:
+    "Every chapter's trilemma rows under a profile's results folder with the stage that wrote them (+ reference rows)."
     frames = [pd.read_csv(p).assign(stage=p.parent.name) for p in sorted(Path(results).glob("tables/**/trilemma.csv"))]
+    if references and (Path(results) / REFERENCE_TABLE).exists():
+        frames.append(pd.read_csv(Path(results) / REFERENCE_TABLE).assign(stage="metrics"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRILEMMA_COLUMNS + ["stage"])
 
 
+def best_model(rows, dataset, quality="inception_fid", factor=3.0) -> tuple[str | None, str]:
+    "(model, why) with the best `quality` on `dataset`, or (None, why) when none is within `factor`× the real-data floor."
+    part = rows[rows["dataset"] == dataset]
+    models, real = part[part["family"] != "reference"].dropna(subset=[quality]), part[part["model"] == REAL_ROW]
+    if models.empty or real.empty:
+        return None, f"no {'model' if models.empty else 'real-data floor'} row for {dataset}"
+    floor, best = float(real[quality].iloc[0]), models.sort_values(quality).iloc[0]
+    if best[quality] > factor * floor:
+        return None, (f"every model's {quality} is above {factor:g}× the real-data floor (best {best[quality]:.1f} > "
+                      f"{factor:g} × {floor:.1f}): no ranking among them is named")
+    return best["model"], f"{best[quality]:.1f} is within {factor:g}× the real-data floor {floor:.1f}"
+
+
+SUMMARY_KEYS = {"inception_fid": "fid", "recall": "recall"}  # a metrics file holds at most 40 numbers
+
+
+def trilemma_summary(rows, keys=SUMMARY_KEYS) -> dict:
+    "A short nested summary for a metrics file, `{dataset: {model slug: {key: number}}}`; blanks are left out."
+    out = {}
+    for _, r in rows.iterrows():
+        values = {short: float(r[k]) for k, short in keys.items() if k in r and pd.notna(r[k])}
+        out.setdefault(r["dataset"], {})[slug(r["model"])] = values
+    return out
+
+# %% ../../nbs/06_bench.ipynb #b111
+def _references(ax, refs, models, quality):
+    "Real data (★ and a dashed line: the floor) and noise (×) at the fastest model's time; they are not samplers."
+    x = models["sample_s_per_100"].min()
+    for _, r in refs.dropna(subset=[quality]).iterrows():
+        real = r["model"] == REAL_ROW
+        ax.scatter([x], [r[quality]], marker="*" if real else "x", s=170 if real else 80, c="k", zorder=4)
+        ax.annotate(r["model"], (x, r[quality]), fontsize=8, xytext=(5, -10), textcoords="offset points")
+        if real:
+            ax.axhline(r[quality], ls="--", lw=1, color="0.45", zorder=1)
+
+
 def trilemma_scatter(df, quality="inception_fid"):
-    "Quality (FID, log) against sampling time per 100 images (log), colored by recall: one panel per dataset."
+    "Quality (log) against seconds per 100 samples (log), colored by recall, with the reference rows: one panel per dataset."
     datasets = sorted(df["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], datasets):
         part = df[df["dataset"] == name]
+        refs, part = part[part["family"] == "reference"], part[part["family"] != "reference"]
         points = ax.scatter(part["sample_s_per_100"], part[quality], c=part["recall"], cmap="viridis", vmin=0, vmax=1,
                             s=70, edgecolor="k", zorder=3)
         for _, r in part.iterrows():  # a row scored on fewer samples than the others says so: its FID is biased up
             label = r["model"] + (f" (n={int(r['n_samples'])})" if r["n_samples"] < part["n_samples"].max() else "")
             ax.annotate(label, (r["sample_s_per_100"], r[quality]), fontsize=8, xytext=(5, 4), textcoords="offset points")
-        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (log)", title=name,
+        _references(ax, refs, part, quality)
+        ax.set(xscale="log", yscale="log", xlabel="seconds per 100 samples (median; log)", title=name,
                ylabel=f"{ {'inception_fid': 'Inception FID', 'domain_fid': 'domain FID'}.get(quality, quality)} ↓ (log)")
         ax.xaxis.set_major_locator(mticker.LogLocator(numticks=12))  # decades
         ax.yaxis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5), numticks=20))

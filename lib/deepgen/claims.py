@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import run_info
-from .plots import run_footer
+from .plots import run_footer, short_number
 
 # %% auto #0
 __all__ = ['VERDICTS', 'CLAIM_COLUMNS', 'verdict_of', 'format_value', 'Claim', 'Ledger', 'check_claims', 'gather_claims',
@@ -34,16 +34,14 @@ def verdict_of(passed) -> str:
 
 # %% ../../nbs/07_claims.ipynb #c009
 def format_value(value) -> str:
-    "A measured or paper value as text: numbers with 4 significant digits, sequences comma-separated, text as is."
+    "A measured or paper value as text: numbers as `short_number` writes them, sequences comma-separated, text as is."
     if value is None:
         return ""
     if isinstance(value, (list, tuple, np.ndarray)):
         return ", ".join(format_value(v) for v in value)
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)).lower()
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return f"{float(value):.4g}"
-    return str(value)
+    return short_number(value)
 
 
 _BRANCH = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not_reproduced",
@@ -135,6 +133,8 @@ def gather_claims(results) -> pd.DataFrame:
     "Every `tables/**/claims.csv` under a profile's results folder, checked, with its chapter and stage."
     frames = []
     for path in sorted(Path(results).glob("tables/**/claims.csv")):
+        if path.parent == Path(results) / "tables" / "report":  # the report's gathered list, not a stage's ledger
+            continue
         df = check_claims(pd.read_csv(path, dtype=str, keep_default_na=False), path)
         place = path.parent.relative_to(Path(results) / "tables").parts
         frames.append(df.assign(chapter=place[0] if len(place) > 1 else "core", stage=place[-1]))
@@ -148,4 +148,4 @@ def scoreboard(claims: pd.DataFrame) -> pd.DataFrame:
         index=list(dict.fromkeys(claims["chapter"])), columns=list(VERDICTS), fill_value=0)
     counts.insert(0, "claims", counts.sum(axis=1))
     counts.loc["all"] = counts.sum()
-    return counts.reset_index().rename(columns={"index": "chapter"})
+    return counts.rename_axis(index="chapter", columns=None).reset_index()

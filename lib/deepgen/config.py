@@ -10,10 +10,12 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'ConfigError', 'project_root', 'read_params', 'check_value', 'Config', 'results_dir', 'load_config',
-           'seed_everything', 'pick_device', 'configure_torch', 'start_stage', 'git_revision', 'device_name',
-           'run_info', 'save_metrics', 'StageError', 'stage_of', 'publish', 'run_notebook', 'parse_overrides',
-           'run_main']
+__all__ = ['METRICS_MAX', 'SLUG', 'PUBLISHED', 'ConfigError', 'project_root', 'shown_path', 'read_params', 'check_value',
+           'Config', 'results_dir', 'load_config', 'seed_everything', 'pick_device', 'configure_torch', 'start_stage',
+           'git_revision', 'device_name', 'run_info', 'slug', 'check_metrics', 'save_metrics', 'StageError', 'stage_of',
+           'publish', 'run_notebook', 'parse_overrides', 'run_main']
 
 # %% ../../nbs/00_config.ipynb #c005
 class ConfigError(ValueError):
@@ -40,6 +42,19 @@ def project_root(start=None) -> Path:
         if (folder / "params.yaml").exists():
             return folder
     raise ConfigError(f"no params.yaml in {here} or above it: run from inside the course repository or set DEEPGEN_ROOT")
+
+
+def shown_path(path, root=None) -> str:
+    "`path` as a notebook prints it: relative to the project root or to `$DEEPGEN_RESULTS`, else `…/<name>`."
+    path = Path(path).resolve()
+    try:
+        root = Path(root or project_root()).resolve()
+    except ConfigError:
+        root = None
+    for label, base in (("", root), ("$DEEPGEN_RESULTS", os.environ.get("DEEPGEN_RESULTS"))):
+        if base and path.is_relative_to(Path(base).resolve()):
+            return str(Path(label, path.relative_to(Path(base).resolve())))
+    return f"…/{path.name}"
 
 
 def read_params(root=None) -> dict:
@@ -162,6 +177,8 @@ def start_stage(stage, profile, overrides=None) -> Config:
     seed_everything(cfg.seed)
     cfg["device"] = pick_device(cfg.device)
     configure_torch(cfg.device)
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: (
+        f"{shown_path(filename, cfg.root)}:{lineno}: {category.__name__}: {message}\n")
     return cfg
 
 
@@ -192,11 +209,45 @@ def run_info(cfg) -> dict:
             "wall_s": round(time.time() - cfg.started, 1)}
 
 
-def save_metrics(cfg, metrics: dict) -> Path:
-    "Write `metrics` with the run info to `metrics/<stage>.json` of the profile."
-    path = cfg.metrics_file
-    path.write_text(json.dumps({**metrics, "run": run_info(cfg)}, indent=2, sort_keys=True) + "\n")
-    return path
+METRICS_MAX = 40  # numbers per stage: a summary that `dvc metrics show` can print; series go to tables
+SLUG = re.compile(r"[a-z0-9_]+")
+
+
+def slug(text) -> str:
+    "A metrics key from a label: `'blur σ = 0.7 px'` → `'blur_0_7_px'`."
+    return re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")
+
+
+def check_metrics(metrics: dict, where="metrics") -> int:
+    "Raise `ConfigError` unless `metrics` nests dicts with slug keys down to numbers, bools or None; count the leaves."
+    leaves = 0
+    for key, value in metrics.items():
+        if not (isinstance(key, str) and SLUG.fullmatch(key)) or (where, key) == ("metrics", "run"):
+            raise ConfigError(f"{where}: key {key!r} must be a slug [a-z0-9_]+ other than 'run' (use slug(), e.g. "
+                              f"{slug(key)!r})")
+        if isinstance(value, dict):
+            leaves += check_metrics(value, f"{where}.{key}")
+        elif value is None or isinstance(value, (bool, int, float)):
+            leaves += 1
+        else:
+            raise ConfigError(f"{where}.{key} is a {type(value).__name__}: metrics hold numbers, bools, None or dicts "
+                              f"of them (put series and text in a table)")
+    if where == "metrics" and leaves > METRICS_MAX:
+        raise ConfigError(f"metrics: {leaves} values, more than {METRICS_MAX}: keep a short summary, put the rest in a table")
+    return leaves
+
+
+def _finite(value):
+    "Non-finite floats become None (null): JSON has no NaN."
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def save_metrics(cfg, metrics: dict):
+    "Check `metrics` (`check_metrics`) and write them with the run info under `run` to `metrics/<stage>.json`."
+    check_metrics(metrics)
+    cfg.metrics_file.write_text(json.dumps({**_finite(metrics), "run": run_info(cfg)}, indent=2, sort_keys=True) + "\n")
 
 # %% ../../nbs/00_config.ipynb #c019
 PUBLISHED = ("figures", "tables", "artifacts")
@@ -257,8 +308,16 @@ def run_notebook(notebook, profile, overrides=None, root=None) -> Path:
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    _relative_paths(executed, notebook, results / "notebooks" / notebook.name, root)
     publish(staging, results, cfg, notebook)
     return results / "notebooks" / notebook.name
+
+
+def _relative_paths(executed: Path, notebook: Path, published: Path, root: Path):
+    "Papermill records the notebook's absolute input and output paths: keep them relative to the project root."
+    nb = json.loads(executed.read_text())
+    nb["metadata"]["papermill"].update(input_path=shown_path(notebook, root), output_path=shown_path(published, root))
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 # %% ../../nbs/00_config.ipynb #c021
 def parse_overrides(pairs) -> dict:

@@ -24,16 +24,26 @@ from torchvision.transforms import functional as TF
 from .config import ConfigError, project_root
 
 # %% auto #0
-__all__ = ['TOYS', 'IMAGE_DATASETS', 'RAW_SOURCES', 'GaussianMixture', 'NoisyCurve', 'Checkerboard', 'toy_density', 'sample_toy',
-           'toy_log_prob', 'toy_grid', 'DataError', 'data_root', 'cache_root', 'how_to_fetch', 'fetch', 'ImageSet',
-           'stacked_mnist', 'load_images', 'to_float', 'dataset_stats', 'fetch_main']
+__all__ = ['LOG_2PI', 'TOYS', 'IMAGE_DATASETS', 'RAW_SOURCES', 'gaussian_log_prob', 'GaussianMixture', 'NoisyCurve',
+           'Checkerboard', 'toy_density', 'sample_toy', 'toy_log_prob', 'toy_grid', 'DataError', 'data_root',
+           'cache_root', 'how_to_fetch', 'fetch', 'ImageSet', 'stacked_mnist', 'load_images', 'to_float',
+           'dataset_stats', 'fetch_main']
 
 # %% ../../nbs/02_data.ipynb #c006
-def _gaussian_logpdf(x, mean, std):
-    "log N(x; mean, std² I) for x (N, D) and mean (K, D) → (N, K)."
-    d = x.shape[-1]
-    sq = torch.cdist(x, mean).square()
-    return -0.5 * sq / std**2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(x, mean=0.0, log_var=0.0, dims=-1):
+    "log N(x; mean, diag(exp(log_var))) of each element (arguments broadcast), summed over `dims` (None: no sum)."
+    if not torch.is_tensor(log_var):
+        log_var = torch.full((), log_var, dtype=x.dtype, device=x.device)
+    out = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+    return out if dims is None else out.sum(dims)
+
+
+def _components_log_prob(x, means, std):
+    "log N(x; mean_k, std² I) for x (N, D) and means (K, D) → (N, K), 4096 rows of x at a time."
+    return torch.cat([gaussian_log_prob(c[:, None], means, 2 * math.log(std)) for c in x.split(4096)])
 
 
 @dataclass
@@ -48,7 +58,7 @@ class GaussianMixture:
         return self.means[k] + self.std * torch.randn(n, self.means.shape[1], generator=generator)
 
     def log_prob(self, x):
-        return torch.logsumexp(_gaussian_logpdf(x, self.means, self.std) + self.weights.log(), dim=1)
+        return torch.logsumexp(_components_log_prob(x, self.means, self.std) + self.weights.log(), dim=1)
 
 
 @dataclass
@@ -64,7 +74,7 @@ class NoisyCurve:
 
     def log_prob(self, x):
         nodes = self.curve((torch.arange(self.quadrature) + 0.5) / self.quadrature)
-        return torch.logsumexp(_gaussian_logpdf(x, nodes, self.std), dim=1) - math.log(self.quadrature)
+        return torch.logsumexp(_components_log_prob(x, nodes, self.std), dim=1) - math.log(self.quadrature)
 
 
 @dataclass

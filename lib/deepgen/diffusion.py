@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from .data import gaussian_log_prob
 from .nets import mlp, time_embedding
 
 # %% auto #0
@@ -159,16 +160,12 @@ def ddim_sample(model, schedule: NoiseSchedule, x_T, steps=50, eta=0.0, clip=Non
     return x
 
 # %% ../../nbs/13_diffusion.ipynb #c023
-def _normal_logpdf(x, mean, var):
-    return -0.5 * (x - mean) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
-
-
 def denoising_density(grid, x_t, alpha_bar_s, alpha_bar_t, log_p0):
     "Exact q(x_s | x_t) of 1D data with log-density `log_p0`, on the uniform `grid` (N,), for each x_t (M,): (M, N)."
     grid, x_t = torch.as_tensor(grid, dtype=torch.float64), torch.as_tensor(x_t, dtype=torch.float64).reshape(-1)
     alpha_bar_s, alpha_bar_t = torch.as_tensor(alpha_bar_s, dtype=torch.float64), torch.as_tensor(alpha_bar_t, dtype=torch.float64)
     dx = grid[1] - grid[0]
-    log_lik = _normal_logpdf(x_t[:, None], alpha_bar_t.sqrt() * grid[None], 1 - alpha_bar_t)  # q(x_t | x_0), (M, N0)
+    log_lik = gaussian_log_prob(x_t[:, None], alpha_bar_t.sqrt() * grid[None], (1 - alpha_bar_t).log(), dims=None)  # q(x_t | x_0), (M, N0)
     weights = torch.softmax(log_lik + torch.as_tensor(log_p0(grid), dtype=torch.float64)[None], dim=1)  # q(x_0|x_t)dx
     if alpha_bar_s == 1:
         return weights / dx
@@ -176,5 +173,5 @@ def denoising_density(grid, x_t, alpha_bar_s, alpha_bar_t, log_p0):
     out = []
     for w, xt in zip(weights, x_t):  # one x_t at a time keeps memory at N × N
         means = c0 * grid + ct * xt  # posterior mean for each x_0 on the grid
-        out.append(w @ _normal_logpdf(grid[None], means[:, None], var).exp())
+        out.append(w @ gaussian_log_prob(grid[None], means[:, None], var.log(), dims=None).exp())
     return torch.stack(out)

@@ -10,6 +10,7 @@ import math
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from .data import gaussian_log_prob
 from .metrics import extract, feature_stats, frechet_distance, inception_score, precision_recall
 
 # %% auto #0
@@ -82,11 +83,12 @@ def parzen_log_prob(x, centres, sigma, batch=256):
     x, c = x.flatten(1).double(), centres.flatten(1).double().to(x.device)
     s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
     sig = s.reshape(1, -1)
+    peak = x.shape[1] * gaussian_log_prob(torch.zeros_like(sig), 0.0, 2 * sig.log(), dims=None)  # log N(c; c, σ²I)
     out = []
     for xb in x.split(batch):
         d2 = (xb.square().sum(1, keepdim=True) + c.square().sum(1) - 2 * xb @ c.T).clamp(min=0)   # (B, N)
         lse = torch.logsumexp(-d2[:, :, None] / (2 * sig[:, None] ** 2), dim=1)                  # (B, S)
-        out.append(lse - math.log(len(c)) - x.shape[1] / 2 * torch.log(2 * math.pi * sig ** 2))
+        out.append(lse - math.log(len(c)) + peak)
     out = torch.cat(out)
     return out[:, 0] if s.dim() == 0 else out
 

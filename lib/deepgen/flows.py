@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import gaussian_log_prob
 from .nets import mlp
 
 # %% auto #0
@@ -161,7 +162,7 @@ def to_pixels(x: torch.Tensor) -> torch.Tensor:
 # %% ../../nbs/11_flows.ipynb #c021
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     "log N(z; 0, I) summed over all but the batch dimension."
-    return -0.5 * (z.square() + math.log(2 * math.pi)).flatten(1).sum(1)
+    return gaussian_log_prob(z.flatten(1))
 
 
 class Flow(nn.Module):

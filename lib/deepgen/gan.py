@@ -9,7 +9,6 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +16,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from .config import shown_path
 from .data import to_float
 from .nets import ConvDecoder, ConvEncoder, mlp
-from .train import TrainingError, _rng_state, _set_rng_state, fingerprint, save_checkpoint
+from .train import TrainingError, fingerprint, resume, save_run
 
 # %% auto #0
 __all__ = ['GAN_KINDS', 'd_loss', 'g_loss_minimax', 'g_loss_nonsaturating', 'optimal_discriminator', 'wgan_critic_loss',
@@ -186,19 +186,8 @@ def train_gan(G, D, loss: GANLoss, data, tc: GANConfig, ckpt_path=None) -> GANRe
     ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
     batch_gen = torch.Generator().manual_seed(tc.seed)
     torch.manual_seed(tc.seed)  # the noise z and ε drawn inside the losses
-    fp, step, history, train_s = gan_fingerprint(G, D, loss, tc), 0, [], 0.0
-    if ckpt_path and Path(ckpt_path).exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["fingerprint"] == fp:
-            G.load_state_dict(ckpt["G"]), D.load_state_dict(ckpt["D"])
-            opt_g.load_state_dict(ckpt["opt_g"]), opt_d.load_state_dict(ckpt["opt_d"])
-            if ema is not None:
-                ema.load_state_dict(ckpt["ema"])
-            _set_rng_state(batch_gen, ckpt["rng"])
-            step, history, train_s = ckpt["step"], ckpt["history"], ckpt["train_s"]
-            print(f"{tc.desc}: resumed from step {step} of {tc.steps} ({ckpt_path})")
-        else:
-            print(f"{tc.desc}: checkpoint {ckpt_path} was made with other settings; training from scratch")
+    fp, states = gan_fingerprint(G, D, loss, tc), {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
+    step, history, train_s = resume(ckpt_path, fp, states, batch_gen, tc)
 
     def draw():
         x = data[torch.randint(len(data), (tc.batch,), generator=batch_gen).to(data.device)].to(device)
@@ -228,7 +217,7 @@ def train_gan(G, D, loss: GANLoss, data, tc: GANConfig, ckpt_path=None) -> GANRe
                 bar.close()
                 raise TrainingError(f"{tc.desc}: D loss {d_val}, G loss {g_val} in generator steps {done - count + 1}-"
                                     f"{done}: lower the learning rates or check the data (last good checkpoint: "
-                                    f"{ckpt_path or 'none'})")
+                                    f"{shown_path(ckpt_path) if ckpt_path else 'none'})")
             history.append({"step": done, "d_loss": d_val, "g_loss": g_val,
                             "time_s": round(train_s + time.perf_counter() - start, 3)})
             running.zero_()
@@ -236,10 +225,8 @@ def train_gan(G, D, loss: GANLoss, data, tc: GANConfig, ckpt_path=None) -> GANRe
             bar.update(done - bar.n)
             bar.set_postfix(d=f"{d_val:.3g}", g=f"{g_val:.3g}")
         if checkpoint_now:
-            save_checkpoint(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                                        "opt_d": opt_d.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                                        "rng": _rng_state(batch_gen), "step": done, "history": history,
-                                        "train_s": train_s + time.perf_counter() - start, "fingerprint": fp})
+            save_run(ckpt_path, fp, states, batch_gen, step=done, history=history,
+                     train_s=train_s + time.perf_counter() - start)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     bar.close()

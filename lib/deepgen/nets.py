@@ -49,8 +49,8 @@ def time_embedding(dim) -> nn.Sequential:
 
 # %% ../../nbs/03_nets.ipynb #c012
 def groups_for(ch) -> int:
-    "Largest of 32, 16, 8, 4, 2, 1 groups that divides `ch`."
-    return next(g for g in (32, 16, 8, 4, 2, 1) if ch % g == 0)
+    "GroupNorm groups for `ch` channels: the most groups (≤ 32) that divide `ch` with ≥ 4 channels each (NCSN++)."
+    return next(g for g in range(min(32, max(ch // 4, 1)), 0, -1) if ch % g == 0)
 
 
 class AdaGN(nn.Module):

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+import re
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -18,8 +20,8 @@ from torchvision.utils import make_grid
 from .config import run_info
 
 # %% auto #0
-__all__ = ['set_style', 'to_uint8', 'show_images', 'density_panel', 'scatter_panel', 'curve_panel', 'save_figure', 'run_footer',
-           'write_table', 'paper_vs_ours']
+__all__ = ['KINDS', 'set_style', 'to_uint8', 'show_images', 'density_panel', 'scatter_panel', 'curve_panel', 'save_figure',
+           'run_footer', 'note_markdown', 'write_table', 'short_number', 'sort_by_kind', 'paper_vs_ours']
 
 # %% ../../nbs/01_plots.ipynb #c006
 def set_style():
@@ -79,10 +81,9 @@ def curve_panel(ax, history, key="loss", label=None, logy=False):
 
 # %% ../../nbs/01_plots.ipynb #c015
 def save_figure(fig, cfg, name):
-    "Save `fig` as `<fig_dir>/<name>.png` and return the path."
-    path = cfg.fig_dir / f"{name}.png"
-    fig.savefig(path, metadata={"Software": None})
-    return path
+    "Save `fig` as `<fig_dir>/<name>.png`; returns its path inside the profile's results (`figures/<place>/<name>.png`)."
+    fig.savefig(cfg.fig_dir / f"{name}.png", metadata={"Software": None})
+    return Path("figures", cfg.place, f"{name}.png")
 
 
 def run_footer(info: dict) -> str:
@@ -91,18 +92,55 @@ def run_footer(info: dict) -> str:
             f"git `{info['git']}` · wall time {info['wall_s']:.0f} s at writing")
 
 
+def note_markdown(notes, label="Note") -> str | None:
+    "A table's note under `label`: one text inline, several as bullet points, none as None."
+    notes = [notes] if isinstance(notes, str) else [n for n in notes or [] if n]
+    if len(notes) <= 1:
+        return f"*{label}:* {notes[0]}" if notes else None
+    return f"*{label}:*\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
 def write_table(df: pd.DataFrame, cfg, name, title=None, note=None):
-    "Write `df` as `<name>.csv` (with run-info columns) and `<name>.md` (with title, note and run footer)."
+    "Write `df` as `<name>.csv` (with run-info columns) and `<name>.md` (title, table, note, run footer); see above."
     info = run_info(cfg)
     stamped = df.assign(**{f"run_{k}": v for k, v in info.items() if k in ("profile", "device", "seed", "git", "wall_s")})
     stamped.to_csv(cfg.table_dir / f"{name}.csv", index=False)
-    parts = [f"### {title}" if title else None, df.to_markdown(index=False, floatfmt=".4g"),
-             f"*Scale:* {note}" if note else None, f"<sub>{run_footer(info)}</sub>"]
+    notes, shown, label = [note] if isinstance(note, str) else list(note or []), df, "Note"
+    if "scale" in df:  # a paper-vs-ours table's scale notes: each written once, not on every row
+        notes, shown, label = list(dict.fromkeys([*notes, *df["scale"].dropna()])), df.drop(columns="scale"), "Scale"
+    shown = shown.astype(object).where(shown.notna(), None)  # a blank cell reads —, not nan
+    parts = [f"### {title}" if title else None, shown.to_markdown(index=False, floatfmt=".4g", missingval="—"),
+             note_markdown(notes, label), f"<sub>{run_footer(info)}</sub>"]
     (cfg.table_dir / f"{name}.md").write_text("\n\n".join(p for p in parts if p) + "\n")
     return df
 
 # %% ../../nbs/01_plots.ipynb #c017
+KINDS = ("closed form", "scale-free ratio", "scale gap", "qualitative")
+
+
+def short_number(value) -> str:
+    "A number (or text that is one) with 4 significant digits, `262.95239751927414` → `263`, `12345.6` → `12346`."
+    text = str(value).strip()
+    if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text):
+        return str(value)
+    short = f"{float(text):.4g}"
+    return f"{float(text):.0f}" if "e+" in short else short
+
+
+def sort_by_kind(df: pd.DataFrame) -> pd.DataFrame:
+    "Rows in the order of `KINDS` (closed forms first), rows of another kind (`—`: not stated) last; stable within a kind."
+    return df.sort_values("kind", key=lambda k: k.map(lambda v: KINDS.index(v) if v in KINDS else len(KINDS)), kind="stable")
+
+
+def _cell(value) -> str:
+    return "—" if value is None or value == "" or (isinstance(value, float) and math.isnan(value)) else short_number(value)
+
+
 def paper_vs_ours(rows, scale: str) -> pd.DataFrame:
-    "A paper-vs-ours table from dicts with `quantity`, `paper`, `source`, `ours`; `scale` fills the last column."
-    df = pd.DataFrame(rows, columns=["quantity", "paper", "source", "ours"])
-    return df.assign(scale=scale)
+    "Rows (dicts: quantity, kind of `KINDS` or scale gap, paper, source, ours) as a table sorted by kind; `scale`: its note."
+    df = pd.DataFrame(rows, columns=["quantity", "kind", "paper", "source", "ours"]).astype(object)
+    df["kind"] = df["kind"].fillna("scale gap")
+    if bad := sorted(set(df["kind"]) - set(KINDS)):
+        raise ValueError(f"paper_vs_ours: kind must be one of {KINDS}, not {bad}")
+    df[["paper", "ours"]] = df[["paper", "ours"]].map(_cell)
+    return sort_by_kind(df).reset_index(drop=True).assign(scale=scale)

@@ -12,12 +12,15 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from .bench import gather_trilemma
+from .bench import REAL_ROW, gather_trilemma
+from .claims import VERDICTS, gather_claims, scoreboard
 from .config import project_root, read_params, stage_of
+from .plots import KINDS, short_number, sort_by_kind
 
 # %% auto #0
-__all__ = ['BENCH_COLUMNS', 'ERRATUM', 'notebook_title', 'course_notebooks', 'stage_runs', 'cross_family', 'benchmark_table',
-           'seed_of', 'gather_paper_vs_ours', 'short_number', 'errata_in', 'gather_errata']
+__all__ = ['BENCH_COLUMNS', 'COUNTS', 'ERRATUM', 'notebook_title', 'course_notebooks', 'stage_runs', 'course_claims',
+           'course_scoreboard', 'cross_family', 'benchmark_table', 'seed_of', 'gather_paper_vs_ours', 'errata_in',
+           'gather_errata']
 
 # %% ../../nbs/90_report.ipynb #c006
 def notebook_title(nb_path) -> str:
@@ -53,23 +56,47 @@ def stage_runs(results, course: pd.DataFrame) -> pd.DataFrame:
                      **{k: run.get(k) for k in ("device", "seed", "git", "wall_s")}})
     return pd.DataFrame(rows)
 
+# %% ../../nbs/90_report.ipynb #c028
+def course_claims(results, course: pd.DataFrame) -> pd.DataFrame:
+    "Every stage's claims under `results` (`gather_claims`) in course order, with the chapter the course gives the stage."
+    claims = gather_claims(results)
+    chapter, order = dict(zip(course["stage"], course["chapter"])), {s: i for i, s in enumerate(course["stage"])}
+    claims = claims.assign(chapter=claims["stage"].map(chapter).fillna(claims["chapter"]))
+    return claims.sort_values("stage", key=lambda s: s.map(order).fillna(len(order)), kind="stable").reset_index(drop=True)
+
+
+def course_scoreboard(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    "`scoreboard(claims)` with a row for every chapter that ran (zeros if it has no claims yet) and its stages with claims."
+    board = scoreboard(claims).set_index("chapter")
+    ran = runs[runs["ran"]]
+    chapters = [*dict.fromkeys(ran["chapter"]), *(c for c in board.index if c not in set(ran["chapter"]) | {"all"})]
+    board = board.reindex([*chapters, "all"], fill_value=0)
+    with_claims = claims.groupby("chapter")["stage"].nunique().reindex(chapters, fill_value=0)
+    stages = ran.groupby("chapter")["stage"].size().reindex(chapters, fill_value=0)
+    board["stages with claims"] = [*(f"{w} of {max(n, w)}" for w, n in zip(with_claims, stages)),
+                                   f"{with_claims.sum()} of {max(len(ran), with_claims.sum())}"]
+    return board.reset_index()
+
 # %% ../../nbs/90_report.ipynb #c012
-BENCH_COLUMNS = ["chapter", "stage", "model", "family", "params", "train_s", "nfe", "sample_s_per_100",
-                 "inception_fid", "domain_fid", "precision", "recall", "n_samples"]
+BENCH_COLUMNS = ["chapter", "stage", "model", "family", "params", "train_s", "nfe", "sample_s_per_100", "inception_fid",
+                 "kid", "domain_fid", "precision", "recall", "recall_lo", "recall_hi", "n_samples", "n_ref_inception"]
+COUNTS = ["params", "nfe", "n_samples", "n_ref_inception"]  # whole numbers, blank on the reference rows
 
 
 def cross_family(results, course: pd.DataFrame) -> pd.DataFrame:
-    "Every trilemma row under `results` with the chapter of the stage that wrote it."
-    rows = gather_trilemma(results)
+    "Every trilemma row under `results` and the reference rows (family `reference`), with the chapter of their stage."
+    rows = gather_trilemma(results, references=True)
     chapter = dict(zip(course["stage"], course["chapter"]))
     return rows.assign(chapter=rows["stage"].map(chapter).fillna(rows["stage"]))
 
 
 def benchmark_table(rows: pd.DataFrame, dataset) -> pd.DataFrame:
-    "The rows of one dataset, best Inception FID first, rounded for reading."
+    "The rows of one dataset, best Inception FID first, in the `BENCH_COLUMNS` they have, rounded for reading."
     part = rows[rows["dataset"] == dataset].sort_values("inception_fid")
-    return part.reindex(columns=BENCH_COLUMNS).round({"train_s": 0, "sample_s_per_100": 3, "inception_fid": 1,
-                                                      "domain_fid": 1, "precision": 3, "recall": 3})
+    part = part[[c for c in BENCH_COLUMNS if c in part]].round(
+        {"train_s": 0, "sample_s_per_100": 3, "inception_fid": 1, "domain_fid": 1, "kid": 4, "precision": 3,
+         "recall": 3, "recall_lo": 3, "recall_hi": 3})
+    return part.astype({c: "Int64" for c in COUNTS if c in part})
 
 # %% ../../nbs/90_report.ipynb #c018
 def seed_of(source, seeds: dict):
@@ -78,25 +105,18 @@ def seed_of(source, seeds: dict):
 
 
 def gather_paper_vs_ours(results, course: pd.DataFrame, seeds: dict) -> pd.DataFrame:
-    "Every `tables/**/paper_vs_ours.csv` row (in the quantity/paper/source/ours/scale format) with stage, chapter, seed."
+    "Every `tables/**/paper_vs_ours.csv` row (quantity/paper/source/ours/scale, `kind` or `—`) with stage, chapter, seed."
     chapter = dict(zip(course["stage"], course["chapter"]))
+    columns = ["quantity", "kind", "paper", "source", "ours", "scale"]
     frames = []
     for path in sorted(Path(results).glob("tables/**/paper_vs_ours.csv")):
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
         if {"quantity", "paper", "source", "ours", "scale"} <= set(df.columns):
             stage = path.parent.name
-            frames.append(df[["quantity", "paper", "source", "ours", "scale"]].assign(
+            frames.append(df.reindex(columns=columns, fill_value="—").assign(
                 stage=stage, chapter=chapter.get(stage, stage), seed=df["source"].map(lambda s: seed_of(s, seeds))))
-    columns = ["chapter", "stage", "quantity", "paper", "source", "ours", "scale", "seed"]
+    columns = ["chapter", "stage", *columns, "seed"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-
-
-def short_number(text) -> str:
-    "A bare number written with at most 4 significant digits (`262.95239751927414` → `263`); other text unchanged."
-    try:
-        return f"{float(text):.4g}" if re.fullmatch(r"-?[\d.]+(e-?\d+)?", str(text).strip()) else str(text)
-    except ValueError:
-        return str(text)
 
 # %% ../../nbs/90_report.ipynb #c022
 ERRATUM = re.compile(r"^>\s*\*\*Erratum(?:\s*\(([^)]*)\))?\.?\*\*\.?\s*")

@@ -21,11 +21,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .config import ConfigError
+from .config import ConfigError, shown_path
 
 # %% auto #0
-__all__ = ['TrainConfig', 'TrainingError', 'dist_env', 'init_distributed', 'fingerprint', 'save_checkpoint', 'TrainResult',
-           'train']
+__all__ = ['TrainConfig', 'TrainingError', 'dist_env', 'init_distributed', 'fingerprint', 'save_checkpoint', 'save_run', 'resume',
+           'TrainResult', 'train']
 
 # %% ../../nbs/04_train.ipynb #c006
 @dataclass
@@ -97,6 +97,28 @@ def _set_rng_state(batch_gen, state):
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
+
+def save_run(ckpt_path, fp, states: dict, batch_gen, **progress):
+    "Checkpoint a run: the state dict of each of `states` (None stays None), the RNGs, fingerprint `fp`, `progress`."
+    save_checkpoint(ckpt_path, {**{name: s.state_dict() if s is not None else None for name, s in states.items()},
+                                "rng": _rng_state(batch_gen), "fingerprint": fp, **progress})
+
+
+def resume(ckpt_path, fp, states: dict, batch_gen, tc, log=print) -> tuple:
+    "Restore `states` and the RNGs from a checkpoint `save_run` wrote with fingerprint `fp`: (step, history, train_s)."
+    if not (ckpt_path and Path(ckpt_path).exists()):
+        return 0, [], 0.0
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt["fingerprint"] != fp:
+        log(f"{tc.desc}: checkpoint {shown_path(ckpt_path)} was made with other settings; training from scratch")
+        return 0, [], 0.0
+    for name, state in states.items():
+        if state is not None:
+            state.load_state_dict(ckpt[name])
+    _set_rng_state(batch_gen, ckpt["rng"])
+    log(f"{tc.desc}: resumed from step {ckpt['step']} of {tc.steps} ({shown_path(ckpt_path)})")
+    return ckpt["step"], ckpt["history"], ckpt["train_s"]
+
 # %% ../../nbs/04_train.ipynb #c012
 @dataclass
 class TrainResult:
@@ -137,18 +159,8 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
     batch_gen = torch.Generator().manual_seed(tc.seed)
     torch.manual_seed(tc.seed * 1000 + rank)  # noise drawn inside loss_fn: reproducible, distinct per rank
     print_ = print if rank == 0 else (lambda *a, **k: None)
-    fp, step, history, train_s = fingerprint(model, loss_fn, tc), 0, [], 0.0
-    if ckpt_path and Path(ckpt_path).exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["fingerprint"] == fp:
-            model.load_state_dict(ckpt["model"]), opt.load_state_dict(ckpt["opt"])
-            if ema is not None:
-                ema.load_state_dict(ckpt["ema"])
-            _set_rng_state(batch_gen, ckpt["rng"])
-            step, history, train_s = ckpt["step"], ckpt["history"], ckpt["train_s"]
-            print_(f"{tc.desc}: resumed from step {step} of {tc.steps} ({ckpt_path})")
-        else:
-            print_(f"{tc.desc}: checkpoint {ckpt_path} was made with other settings; training from scratch")
+    fp, states = fingerprint(model, loss_fn, tc), {"model": model, "opt": opt, "ema": ema}
+    step, history, train_s = resume(ckpt_path, fp, states, batch_gen, tc, print_)
     resumed_from, n = step, len(data[0])
     running, count, data_s = torch.zeros((), device=device), 0, 0.0
     bar = tqdm(total=tc.steps, initial=step, desc=tc.desc, disable=rank != 0, mininterval=5, ascii=True)
@@ -181,7 +193,7 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
             if not math.isfinite(value):
                 bar.close()
                 raise TrainingError(f"{tc.desc}: loss is {value} in steps {done - count + 1}-{done}: lower the learning "
-                                    f"rate or check the data (last good checkpoint: {ckpt_path or 'none'})")
+                                    f"rate or check the data (last good checkpoint: {shown_path(ckpt_path) if ckpt_path else 'none'})")
             elapsed = train_s + time.perf_counter() - start
             history.append({"step": done, "loss": value, "time_s": round(elapsed, 3)})
             running.zero_()
@@ -189,10 +201,8 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
             bar.update(done - bar.n)
             bar.set_postfix(loss=f"{value:.4g}")
         if checkpoint_now and rank == 0:
-            save_checkpoint(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
-                                        "ema": ema.state_dict() if ema is not None else None,
-                                        "rng": _rng_state(batch_gen), "step": done, "history": history,
-                                        "train_s": train_s + time.perf_counter() - start, "fingerprint": fp})
+            save_run(ckpt_path, fp, states, batch_gen, step=done, history=history,
+                     train_s=train_s + time.perf_counter() - start)
     _sync(device)
     bar.close()
     wall = time.perf_counter() - start

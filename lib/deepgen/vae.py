@@ -11,23 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import gaussian_log_prob
+
 # %% auto #0
-__all__ = ['LOG_2PI', 'gaussian_kl', 'gaussian_log_prob', 'reparameterize', 'unit_pixels', 'VAE', 'elbo', 'kl_weight',
-           'iwae_bound', 'sample', 'active_units']
+__all__ = ['gaussian_kl', 'reparameterize', 'unit_pixels', 'VAE', 'elbo', 'kl_weight', 'iwae_bound', 'sample', 'active_units']
 
 # %% ../../nbs/10_vae.ipynb #c006
-LOG_2PI = math.log(2 * math.pi)
-
-
 def gaussian_kl(mu, logvar, mu_p=0.0, logvar_p=0.0):
     "Elementwise KL(N(mu, exp(logvar)) ‖ N(mu_p, exp(logvar_p))), eq. (4) when the prior is N(0, 1) (the default)."
     logvar_p = torch.as_tensor(logvar_p, dtype=mu.dtype, device=mu.device)
     return 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p) ** 2) * torch.exp(-logvar_p) - 1)
-
-
-def gaussian_log_prob(x, mu, logvar):
-    "log N(x; mu, diag(exp(logvar))) summed over the last dimension."
-    return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar)).sum(-1)
 
 
 def reparameterize(mu, logvar):
@@ -72,7 +65,7 @@ class VAE(nn.Module):
         if self.likelihood == "bernoulli":
             ll = -F.binary_cross_entropy_with_logits(a, x, reduction="none")
         else:
-            ll = -0.5 * (LOG_2PI + logvar + (x - a) ** 2 * torch.exp(-logvar))
+            ll = gaussian_log_prob(x, a, logvar, dims=None)
         return ll.flatten(1).sum(1)
 
     def decode_mean(self, z):
@@ -112,8 +105,7 @@ def iwae_bound(model: VAE, x, k: int, max_batch=4096):
         z = mu + torch.exp(0.5 * logvar) * eps  # (m, B, latent)
         x_rep = x.expand(m, *x.shape).flatten(0, 1)
         log_px = model.log_px_z(x_rep, model.decode(z.flatten(0, 1))).view(m, len(x))
-        log_pz = -0.5 * (LOG_2PI + z ** 2).sum(-1)
-        log_qz = -0.5 * (LOG_2PI + logvar + eps ** 2).sum(-1)  # log q(z|x) at z = mu + sigma * eps
+        log_pz, log_qz = gaussian_log_prob(z), gaussian_log_prob(z, mu, logvar)
         logw.append(log_px + log_pz - log_qz)
     return torch.logsumexp(torch.cat(logw), dim=0) - math.log(k)
 
