@@ -1,10 +1,14 @@
 "Profiles, parameter checks, the notebook runner and its failure behaviour."
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT
 from nbformat.v4 import new_code_cell, new_notebook
 
 from deepgen.config import (METRICS_MAX, ConfigError, StageError, load_config, parse_overrides, run_notebook,
@@ -22,7 +26,7 @@ def test_profiles_share_keys_and_merge_with_stage_sections():
 @pytest.mark.parametrize("profile, overrides, message", [
     ("nope", None, "unknown profile 'nope'"),
     ("smoke", {"stepz": 3}, "unknown parameter 'stepz'"),
-    ("smoke", {"inception_n": 2.5}, "must be a int"),
+    ("smoke", {"inception_n": 2.5}, "must be an int"),
     ("smoke", {"inception_n": -1}, "finite number >= 0"),
     ("smoke", {"bf16": 1}, "must be a bool"),
 ])
@@ -126,3 +130,40 @@ def test_executed_notebook_names_no_absolute_path(tmp_path, monkeypatch):
     assert "FutureWarning: an old API" in text and "IProgress not found" not in text
     assert str(tmp_path) not in text and "ipykernel_" not in text
     assert json.loads(text)["metadata"]["papermill"]["input_path"] == "nbs/09_paths.ipynb"
+
+
+def test_a_failed_stage_under_dvc_repro_keeps_its_previous_outputs(tmp_path):
+    "DVC deletes a stage's outputs before its command unless they persist; ours do, and deepgen-run publishes on success only."
+    for item in ("params.yaml", "dvc.yaml", "nbs/00_config.ipynb", "lib/deepgen/config.py"):
+        (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / item, tmp_path / item)
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
+    previous = {tmp_path / "results/smoke/metrics/config.json": '{"earlier": 1}\n',
+                tmp_path / "results/smoke/notebooks/00_config.ipynb": "{}\n"}
+    for path, text in previous.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    params = tmp_path / "params.yaml"
+    params.write_text(params.read_text().replace("smoke: {seed: 0,", "smoke: {seed: notanint,", 1))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = subprocess.run([dvc, "repro", "-s", "config@smoke"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert run.returncode != 0 and "profiles.smoke.seed='notanint' must be an int" in run.stdout + run.stderr
+    assert {path: path.read_text() for path in previous} == previous
+
+
+def test_overrides_are_recorded_and_mark_outputs_non_canonical(results, tmp_path, monkeypatch):
+    "A `--set` run says so in every table (CSV columns, Markdown footer) and metrics file it writes."
+    import pandas as pd
+    from deepgen.plots import write_table
+    monkeypatch.setenv("DEEPGEN_OUT", str(tmp_path / "out"))
+    for overrides, canonical in [({}, True), ({"seed": 3}, False)]:
+        cfg = start_stage("plots", "smoke", overrides)
+        write_table(pd.DataFrame({"a": [1]}), cfg, "t")
+        row = pd.read_csv(cfg.table_dir / "t.csv", keep_default_na=False).iloc[0]
+        assert bool(row["run_canonical"]) == canonical and row["run_overrides"] == ("" if canonical else "seed=3")
+        assert ("non-canonical run: --set seed=3" in (cfg.table_dir / "t.md").read_text()) == (not canonical)
+        save_metrics(cfg, {"x": 1})
+        run = json.loads(cfg.metrics_file.read_text())["run"]
+        assert run["canonical"] == canonical

@@ -67,7 +67,8 @@ def check_value(key, value, like):
     same_kind = (isinstance(value, bool) == isinstance(like, bool)) and (
         isinstance(value, type(like)) or (isinstance(like, float) and isinstance(value, int)))
     if not same_kind:
-        raise ConfigError(f"parameter {key}={value!r} must be a {type(like).__name__}, like its params.yaml value {like!r}")
+        kind = type(like).__name__
+        raise ConfigError(f"parameter {key}={value!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, like {like!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
         raise ConfigError(f"parameter {key}={value!r} must be a finite number >= 0")
     return value
@@ -126,8 +127,21 @@ def results_dir(profile, root=None) -> Path:
     return Path(base) / profile
 
 # %% ../../nbs/00_config.ipynb #c012
+def _profile_values(params, stage, profile) -> dict:
+    "The merged `profiles.<profile>` and `<stage>.<profile>` blocks of `params`."
+    return {**params.get("profiles", {}).get(profile, {}), **(params.get(stage, {}).get(profile) or {})}
+
+
+def _kind_like(params, stage, profile, key, value):
+    "The value of `key` in the other profiles of `stage` that most share a kind (the expected kind), else `value`."
+    others = [v[key] for p in params.get("profiles", {}) if p != profile
+              for v in [_profile_values(params, stage, p)] if key in v]
+    kinds = [type(v) for v in others]
+    return max(others, key=kinds.count) if others and kinds.count(type(value)) * 2 < len(others) else value
+
+
 def load_config(stage, profile, overrides=None, root=None) -> Config:
-    "Parameters of `stage` at `profile` from `params.yaml`, with checked `overrides`."
+    "Parameters of `stage` at `profile` from `params.yaml` (each of the kind the other profiles give it), with checked `overrides`."
     root = Path(root or project_root())
     params = read_params(root)
     profiles = params.get("profiles", {})
@@ -135,15 +149,17 @@ def load_config(stage, profile, overrides=None, root=None) -> Config:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(profiles)}")
     if profile not in params.get(stage, {}):
         raise ConfigError(f"params.yaml has no block {stage}.{profile}: add one (every stage has smoke, cpu and full)")
-    values = {**profiles[profile], **(params[stage][profile] or {})}
+    values = _profile_values(params, stage, profile)
     chapter = next((name for name, stages in params.get("chapters", {}).items() if stage in stages), None)
-    for key, like in values.items():
-        check_value(f"{stage}.{profile}.{key}", like, like)
+    for key, value in values.items():  # a value edited in params.yaml (or by `dvc exp run -S`) is checked too
+        where = stage if key in (params[stage][profile] or {}) else "profiles"
+        check_value(f"{where}.{profile}.{key}", value, _kind_like(params, stage, profile, key, value))
     for key, value in (overrides or {}).items():
         if key not in values:
             raise ConfigError(f"unknown parameter {key!r} for stage {stage!r}: known are {', '.join(sorted(values))}")
         values[key] = check_value(key, value, values[key])
-    return Config(values, stage=stage, profile=profile, chapter=chapter, root=str(root), started=time.time())
+    return Config(values, stage=stage, profile=profile, chapter=chapter, root=str(root), started=time.time(),
+                  overrides=dict(overrides or {}))
 
 # %% ../../nbs/00_config.ipynb #c014
 def seed_everything(seed: int):
@@ -203,10 +219,12 @@ def device_name(device) -> str:
 
 
 def run_info(cfg) -> dict:
-    "Who made a result: stage, profile, device, seed, git revision, wall time so far."
+    "Who made a result: stage, profile, device, seed, git revision, wall time so far, and any `--set` overrides."
+    overrides = cfg.get("overrides") or {}
     return {"stage": cfg.stage, "profile": cfg.profile, "device": device_name(cfg.device), "seed": cfg.seed,
             "git": git_revision(cfg.root), "torch": torch.__version__,
-            "wall_s": round(time.time() - cfg.started, 1)}
+            "wall_s": round(time.time() - cfg.started, 1), "canonical": not overrides,
+            "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))}
 
 
 METRICS_MAX = 40  # numbers per stage: a summary that `dvc metrics show` can print; series go to tables

@@ -88,8 +88,9 @@ def save_figure(fig, cfg, name):
 
 def run_footer(info: dict) -> str:
     "One line naming the run that produced a table."
+    changed = "" if info.get("canonical", True) else f" · **non-canonical run: --set {info['overrides']}**"
     return (f"profile `{info['profile']}` · device {info['device']} · seed {info['seed']} · "
-            f"git `{info['git']}` · wall time {info['wall_s']:.0f} s at writing")
+            f"git `{info['git']}` · wall time {info['wall_s']:.0f} s at writing{changed}")
 
 
 def note_markdown(notes, label="Note") -> str | None:
@@ -103,7 +104,8 @@ def note_markdown(notes, label="Note") -> str | None:
 def write_table(df: pd.DataFrame, cfg, name, title=None, note=None):
     "Write `df` as `<name>.csv` (with run-info columns) and `<name>.md` (title, table, note, run footer); see above."
     info = run_info(cfg)
-    stamped = df.assign(**{f"run_{k}": v for k, v in info.items() if k in ("profile", "device", "seed", "git", "wall_s")})
+    stamped = df.assign(**{f"run_{k}": v for k, v in info.items() if k in ("profile", "device", "seed", "git", "wall_s",
+                                                                                   "canonical", "overrides")})
     stamped.to_csv(cfg.table_dir / f"{name}.csv", index=False)
     notes, shown, label = [note] if isinstance(note, str) else list(note or []), df, "Note"
     if "scale" in df:  # a paper-vs-ours table's scale notes: each written once, not on every row

@@ -18,7 +18,7 @@ from .config import project_root, read_params, stage_of
 from .plots import KINDS, short_number, sort_by_kind
 
 # %% auto #0
-__all__ = ['BENCH_COLUMNS', 'COUNTS', 'ERRATUM', 'notebook_title', 'course_notebooks', 'stage_runs', 'course_claims',
+__all__ = ['BENCH_COLUMNS', 'STALE', 'COUNTS', 'ERRATUM', 'notebook_title', 'course_notebooks', 'stage_runs', 'course_claims',
            'course_scoreboard', 'cross_family', 'benchmark_table', 'seed_of', 'gather_paper_vs_ours', 'errata_in',
            'gather_errata']
 
@@ -79,15 +79,19 @@ def course_scoreboard(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../../nbs/90_report.ipynb #c012
 BENCH_COLUMNS = ["chapter", "stage", "model", "family", "params", "train_s", "nfe", "sample_s_per_100", "inception_fid",
-                 "kid", "domain_fid", "precision", "recall", "recall_lo", "recall_hi", "n_samples", "n_ref_inception"]
+                 "kid", "domain_fid", "precision", "recall", "recall_lo", "recall_hi", "n_samples", "n_ref_inception",
+                 "scored"]
+STALE = "earlier metrics"  # a row written before KID and the TF1 resize: not comparable with the reference rows
 COUNTS = ["params", "nfe", "n_samples", "n_ref_inception"]  # whole numbers, blank on the reference rows
 
 
 def cross_family(results, course: pd.DataFrame) -> pd.DataFrame:
-    "Every trilemma row under `results` and the reference rows (family `reference`), with the chapter of their stage."
+    "Every trilemma row and reference row under `results`, with its chapter and whether the current metrics scored it."
     rows = gather_trilemma(results, references=True)
     chapter = dict(zip(course["stage"], course["chapter"]))
-    return rows.assign(chapter=rows["stage"].map(chapter).fillna(rows["stage"]))
+    current = rows["kid"].notna() if "kid" in rows else rows["family"] == "reference"
+    return rows.assign(chapter=rows["stage"].map(chapter).fillna(rows["stage"]),
+                       scored=current.map({True: "current", False: STALE}))
 
 
 def benchmark_table(rows: pd.DataFrame, dataset) -> pd.DataFrame:
