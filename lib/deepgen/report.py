@@ -89,9 +89,9 @@ def cross_family(results, course: pd.DataFrame) -> pd.DataFrame:
     "Every trilemma row and reference row under `results`, with its chapter and whether the current metrics scored it."
     rows = gather_trilemma(results, references=True)
     chapter = dict(zip(course["stage"], course["chapter"]))
-    current = rows["kid"].notna() if "kid" in rows else rows["family"] == "reference"
+    kid = rows["kid"] if "kid" in rows else pd.Series(float("nan"), index=rows.index)
     return rows.assign(chapter=rows["stage"].map(chapter).fillna(rows["stage"]),
-                       scored=current.map({True: "current", False: STALE}))
+                       scored=kid.notna().map({True: "current", False: STALE}))
 
 
 def benchmark_table(rows: pd.DataFrame, dataset) -> pd.DataFrame:
