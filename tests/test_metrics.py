@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepgen.data import load_images, sample_toy, toy_density
+from deepgen.data import load_images, sample_toy, source_fingerprint, toy_density
 from deepgen.metrics import (Evaluator, InceptionFeatures, DomainClassifier, feature_stats, frechet_distance,
                              gaussian_grid_modes, hist_kl_2d, inception_network, inception_score, kid, mode_coverage,
                              nats_to_bpd, precision_recall, resize_bilinear_tf1, sanity_sets, save_domain_classifier)
@@ -244,8 +244,9 @@ def test_evaluator_reports_kid_and_names_the_precision_recall_space(tmp_path, in
     mnist_feats = torch.randn(40, 128)
     save_domain_classifier(DomainClassifier(28, 1, 10), "mnist", tmp_path, 0.1, feature_stats(mnist_feats) | {"feats": mnist_feats})
     cifar_feats = torch.rand(30, 2048)
-    torch.save(feature_stats(cifar_feats) | {"feats": cifar_feats}, tmp_path / "inception_cifar10.pt")
-    cfg = types.SimpleNamespace(device="cpu")
+    torch.save(feature_stats(cifar_feats) | {"feats": cifar_feats, "fingerprint": source_fingerprint("cifar10", "train")},
+               tmp_path / "inception_cifar10.pt")
+    cfg = types.SimpleNamespace(device="cpu", profile="smoke")
     digits = Evaluator(cfg, "mnist", folder=tmp_path).report(torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8))
     assert digits["pr_features"] == "domain" and digits["pr_k"] == 3 and digits["n_ref_pr"] == 12 and "kid" not in digits
     photos = Evaluator(cfg, "cifar10", folder=tmp_path)

@@ -88,6 +88,34 @@ def test_evaluator_reads_the_metrics_stage_references(smoke_results, monkeypatch
         assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
 
 
+def test_a_face_folder_of_your_own_runs_the_face_path_at_smoke(smoke_results, tmp_path, monkeypatch):
+    """Generated 64×64 face-like images in a folder of one's own: the metrics stage computes their reference, the face
+    chapter trains and scores on them under their name, and a changed folder is caught before its stale reference is
+    used."""
+    import torch
+    from deepgen.config import ConfigError, start_stage
+    from deepgen.metrics import Evaluator
+    from test_data import _blob_faces, _write_faces
+    folder, results = tmp_path / "blob faces", tmp_path / "results"
+    _write_faces(folder, _blob_faces(48))
+    shutil.copytree(smoke_results, results / "smoke")
+    for var, value in {"DEEPGEN_RESULTS": results, "DEEPGEN_FACES": folder, "DEEPGEN_FACES_NAME": "Blob faces",
+                       "DEEPGEN_FACES_TEST": 0.25}.items():
+        monkeypatch.setenv(var, str(value))
+    for nb in ("05_metrics", "22_ddgan_images"):
+        run_notebook(ROOT / "nbs" / f"{nb}.ipynb", "smoke", root=ROOT)
+    ref = torch.load(results / "smoke" / "artifacts" / "metrics" / "inception_celeba64.pt", weights_only=False)
+    assert ref["source"].startswith("Blob faces:") and ref["n"] == 16  # the smoke profile's inception_n
+    table = (results / "smoke" / "tables" / "ddgan" / "ddgan_images" / "paper_vs_ours.md").read_text()
+    assert "ours Blob faces 64²" in table and "CelebA-HQ" in table and "ours celeba64" not in table
+    cfg = start_stage("metrics", "smoke")
+    assert Evaluator(cfg, "celeba64").inception_ref["source"] == ref["source"]
+    _write_faces(folder, _blob_faces(1, seed=7), start=48)  # one more face: the reference no longer matches
+    with pytest.raises(ConfigError, match=r"not of today's celeba64 data: re-run the metrics stage") as err:
+        Evaluator(cfg, "celeba64")
+    assert "\n" not in str(err.value)
+
+
 def test_trilemma_gathers_the_foundations_families(smoke_results):
     """The foundations trilemma covers exactly the five families of its chapter, each on every budget dataset, scored
     on the budget's sample count; its metrics file is a short nested summary of numbers; it does not draw the report's

@@ -11,7 +11,7 @@ import torch
 from deepgen.bench import denoising_loss
 from deepgen.data import load_images, to_float
 from deepgen.nets import UNet, mlp
-from deepgen.train import TrainConfig, TrainingError, train
+from deepgen.train import TrainConfig, TrainingError, plateaued, train
 
 X = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
 Y = (X[:, :1] * 2 - X[:, 1:]) + 0.5
@@ -67,6 +67,27 @@ def test_changed_settings_do_not_resume(tmp_path):
     train(fresh_model(), mse, (X, Y), TrainConfig(steps=10, batch=16, log_every=5), ckpt_path=tmp_path / "d.pt")
     other = train(fresh_model(), mse, (X, Y), TrainConfig(steps=10, batch=16, lr=1e-3, log_every=5), ckpt_path=tmp_path / "d.pt")
     assert other.resumed_from == 0
+
+
+def test_plateau_rule_reads_the_last_logs_against_the_best_before():
+    logs = lambda *losses: [{"loss": v} for v in losses]
+    assert not plateaued(logs(5, 4, 3, 2), patience=2)  # still improving
+    assert plateaued(logs(5, 2, 2.5, 2.1), patience=2)  # no log after the best beats it
+    assert not plateaued(logs(5, 2, 2.5, 1.9), patience=2)  # the last log does
+    assert plateaued(logs(5, 2, 2.5, 1.9999), patience=2, min_delta=1e-3)  # too small a gain to count
+    assert not plateaued(logs(5, 2), patience=2) and not plateaued(logs(3, 3, 3), patience=0)  # too short / off
+
+
+def test_a_run_stops_at_its_plateau_and_stays_stopped_on_resume(tmp_path):
+    constant = lambda model, x, y: 0 * model(x).mean() + 1.0  # a loss that never improves
+    tc = TrainConfig(steps=1000, batch=16, lr=1e-2, log_every=5, ckpt_every=0, patience=3)
+    res = train(fresh_model(), constant, (X, Y), tc, ckpt_path=tmp_path / "p.pt")
+    assert res.plateaued and res.steps == 20 and len(res.history) == 4  # the first log, then 3 without a gain
+    again = train(fresh_model(), constant, (X, Y), tc, ckpt_path=tmp_path / "p.pt")
+    assert again.steps == 20 and again.plateaued and again.wall_s < 1
+    full = train(fresh_model(), mse, (X, Y), TrainConfig(steps=60, batch=32, lr=1e-2, log_every=10, ckpt_every=0,
+                                                           patience=3))
+    assert not full.plateaued and full.steps == 60  # an improving run uses its whole budget
 
 
 def test_nan_loss_stops_with_one_line():

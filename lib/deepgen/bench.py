@@ -48,6 +48,11 @@ class Timing:
     n: int = 1
     scale: float = 1.0
 
+    @classmethod
+    def of(cls, seconds, n=1, scale=1.0) -> Timing:
+        "The timing of repeated measurements `seconds` (each already × `scale`) of a call on `n` items."
+        return cls(statistics.median(seconds), min(seconds), max(seconds), len(seconds), n, scale)
+
     def per(self, count=100, stat="median_s") -> float:
         "Seconds for `count` items by one statistic (`median_s`, `min_s` or `max_s`)."
         return getattr(self, stat) * count / self.n
@@ -73,7 +78,7 @@ def time_call(fn, repeats=3, warmup=1, scale=1.0, n=1, device=None) -> Timing:
         fn()
         sync()
         times.append((time.perf_counter() - start) * scale)
-    return Timing(statistics.median(times), min(times), max(times), repeats, n, scale)
+    return Timing.of(times, n, scale)
 
 
 def sampling_time(sample_fn, n=100, *, repeats=3, warmup=1, scale=1.0, device=None) -> Timing:
@@ -96,7 +101,7 @@ def step_timing(history, batch) -> Timing:
     per_step = [(b["time_s"] - a["time_s"]) / (b["step"] - a["step"]) for a, b in zip(part, part[1:])]
     if len(per_step) < 3:
         raise ValueError(f"a step timing needs at least 3 logged intervals after the warm-up, got {len(per_step)}")
-    return Timing(statistics.median(per_step), min(per_step), max(per_step), len(per_step), batch)
+    return Timing.of(per_step, batch)
 
 
 def step_flops(model, loss_fn, *batch) -> int:

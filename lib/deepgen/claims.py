@@ -84,13 +84,13 @@ class Ledger:
     def check(self, claim, *, statement, source, measure, paper, ours, passed, rule) -> Claim:
         "Record claim `claim`: `passed` is the comparison's outcome (bool, or one per seed), `rule` the comparison in words."
         verdict = verdict_of(passed)
-        outcomes = np.atleast_1d(np.asarray(passed, dtype=bool)) if passed is not None else None
-        tally = f" ({int(outcomes.sum())} of {outcomes.size} hold)" if outcomes is not None and outcomes.size > 1 else ""
-        why = f"{rule}: {'holds' if verdict == VERDICTS[0] else 'fails' if verdict == VERDICTS[2] else verdict}{tally}"
         if passed is None:
-            why = rule
-        return self._add(Claim(claim, statement, source, measure, format_value(paper),
-                               "" if passed is None else format_value(ours), verdict, why))
+            return self._add(Claim(claim, statement, source, measure, format_value(paper), "", verdict, rule))
+        outcomes = np.atleast_1d(np.asarray(passed, dtype=bool))
+        tally = f" ({int(outcomes.sum())} of {outcomes.size} hold)" if outcomes.size > 1 else ""
+        outcome = {VERDICTS[0]: "holds", VERDICTS[2]: "fails"}.get(verdict, verdict)
+        return self._add(Claim(claim, statement, source, measure, format_value(paper), format_value(ours), verdict,
+                               f"{rule}: {outcome}{tally}"))
 
     def not_run(self, claim, *, statement, source, measure, paper, why) -> Claim:
         "Record a claim this profile cannot test, and why (e.g. it needs the `full` scale)."

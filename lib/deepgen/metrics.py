@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .config import ConfigError
-from .data import load_images, to_float
+from .config import ConfigError, shown_path
+from .data import load_images, source_fingerprint, to_float
 from .nets import ConvEncoder
 from .train import TrainConfig, train
 
@@ -283,19 +283,22 @@ class Evaluator:
         self.classifier, self.domain = load_domain_classifier(folder, dataset, cfg.device) if has_domain else (None, None)
         ref = folder / f"inception_{dataset}.pt"
         self.inception_ref = torch.load(ref, weights_only=False) if ref.exists() else None
+        if self.inception_ref and self.inception_ref.get("fingerprint") != source_fingerprint(dataset, "train"):
+            raise ConfigError(f"{shown_path(ref)} holds the statistics of {self.inception_ref.get('source', 'other data')}, "
+                              f"not of today's {dataset} data: re-run the metrics stage (dvc repro -f metrics@{cfg.profile})")
         self.inception = inception_network(cfg.device) if self.inception_ref else None
         if not has_domain and self.inception is None:
             raise ConfigError(f"no reference for {dataset!r} in {folder}: the metrics stage covers "
                               f"{', '.join(sorted({p.stem.split('_', 1)[1] for p in folder.glob('*.pt')}))}")
         self.pr_features = "domain" if dataset in DOMAIN_PR or self.inception is None else "inception"
 
-    def features(self, x_uint8) -> dict:
-        "Features of images: `domain` and class `probs` (domain classifier), `inception` (where a reference exists)."
+    def features(self, x_uint8, inception=True) -> dict:
+        "Features of images: `domain` and class `probs` (domain classifier), `inception` (if asked and referenced)."
         out = {}
         if self.classifier is not None:
             out["domain"] = extract(_Features(self.classifier), x_uint8, device=self.device)
             out["probs"] = extract(nn.Sequential(self.classifier, nn.Softmax(dim=1)), x_uint8, 500, self.device)
-        if self.inception is not None:
+        if inception and self.inception is not None:
             out["inception"] = extract(self.inception, x_uint8, batch=50, device=self.device)
         return out
 

@@ -25,7 +25,7 @@ from .config import ConfigError, shown_path
 
 # %% auto #0
 __all__ = ['TrainConfig', 'TrainingError', 'dist_env', 'init_distributed', 'fingerprint', 'save_checkpoint', 'save_run', 'resume',
-           'TrainResult', 'train']
+           'TrainResult', 'plateaued', 'train']
 
 # %% ../../nbs/04_train.ipynb #c006
 @dataclass
@@ -42,6 +42,8 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     compile: bool = False
+    patience: int = 0  # stop when the logged loss has not improved for this many logs; 0: run every step
+    min_delta: float = 1e-3  # relative improvement of the best logged loss that counts for `patience`
     time_data: bool = False  # synchronise around batch drawing to measure the data-wait share (benchmarks)
     desc: str = "train"
 
@@ -67,7 +69,10 @@ def init_distributed(device: torch.device):
 # %% ../../nbs/04_train.ipynb #c010
 def fingerprint(model, loss_fn, tc: TrainConfig) -> str:
     "Hash of what determines a run's result: settings, architecture, loss source."
-    settings = {k: v for k, v in asdict(tc).items() if k not in ("log_every", "ckpt_every", "time_data", "desc", "compile")}
+    settings = asdict(tc)
+    ignored = {"log_every", "ckpt_every", "time_data", "desc", "compile"}
+    ignored |= set() if settings.get("patience") else {"patience", "min_delta"}  # a fixed budget: as before the option
+    settings = {k: v for k, v in settings.items() if k not in ignored}
     try:
         source = inspect.getsource(loss_fn)
     except (OSError, TypeError):
@@ -132,6 +137,16 @@ class TrainResult:
     peak_mem_mb: float
     ema: torch.nn.Module | None = None
     resumed_from: int = 0
+    plateaued: bool = False  # stopped before `TrainConfig.steps` because the loss stopped improving
+
+
+def plateaued(history, patience, min_delta=1e-3) -> bool:
+    "Whether the last `patience` logged losses all fail to beat the best earlier one by a relative `min_delta`."
+    losses = [h["loss"] for h in history]
+    if patience <= 0 or len(losses) <= patience:
+        return False
+    best = min(losses[:-patience])
+    return min(losses[-patience:]) > best - min_delta * abs(best)
 
 
 def _peak_mem_mb(device) -> float:
@@ -161,11 +176,12 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
     print_ = print if rank == 0 else (lambda *a, **k: None)
     fp, states = fingerprint(model, loss_fn, tc), {"model": model, "opt": opt, "ema": ema}
     step, history, train_s = resume(ckpt_path, fp, states, batch_gen, tc, print_)
-    resumed_from, n = step, len(data[0])
+    resumed_from, n, done = step, len(data[0]), step
+    stop = plateaued(history, tc.patience, tc.min_delta)  # a resumed run that had already stopped stays stopped
     running, count, data_s = torch.zeros((), device=device), 0, 0.0
     bar = tqdm(total=tc.steps, initial=step, desc=tc.desc, disable=rank != 0, mininterval=5, ascii=True)
     start = time.perf_counter()
-    for step in range(step, tc.steps):
+    for step in range(step, step if stop else tc.steps):
         t0 = time.perf_counter()
         idx = torch.randint(n, (tc.batch,), generator=batch_gen)[rank::world].to(data[0].device)
         batch = tuple(d[idx].to(device, non_blocking=True) for d in data)
@@ -183,8 +199,8 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
             ema.update_parameters(model)
         running += loss.detach().float()
         count, done = count + 1, step + 1
-        checkpoint_now = ckpt_path and (done == tc.steps or (tc.ckpt_every and done % tc.ckpt_every == 0))
-        if done % tc.log_every == 0 or done == tc.steps or checkpoint_now:
+        periodic = ckpt_path and tc.ckpt_every and done % tc.ckpt_every == 0
+        if done % tc.log_every == 0 or done == tc.steps or periodic:
             mean = running / count
             if world > 1:
                 dist.all_reduce(mean)
@@ -200,13 +216,18 @@ def train(model, loss_fn, data, tc: TrainConfig, ckpt_path=None, optimizer=None)
             count = 0
             bar.update(done - bar.n)
             bar.set_postfix(loss=f"{value:.4g}")
-        if checkpoint_now and rank == 0:
+            stop = plateaued(history, tc.patience, tc.min_delta)
+        if ckpt_path and rank == 0 and (periodic or stop or done == tc.steps):
             save_run(ckpt_path, fp, states, batch_gen, step=done, history=history,
                      train_s=train_s + time.perf_counter() - start)
+        if stop:
+            print_(f"{tc.desc}: the loss stopped improving (by {tc.min_delta:.0e} in {tc.patience} logs); stopped at "
+                   f"step {done} of {tc.steps}")
+            break
     _sync(device)
     bar.close()
     wall = time.perf_counter() - start
-    ran = tc.steps - resumed_from
-    return TrainResult(history, tc.steps, wall, train_s + wall, tc.batch * ran / wall if ran else 0.0,
+    ran = done - resumed_from
+    return TrainResult(history, done, wall, train_s + wall, tc.batch * ran / wall if ran else 0.0,
                        data_s / wall if ran else 0.0, _peak_mem_mb(device),
-                       ema.module if ema is not None else None, resumed_from)
+                       ema.module if ema is not None else None, resumed_from, done < tc.steps)
