@@ -4,10 +4,12 @@ import math
 import pytest
 import torch
 
+from deepgen.data import toy_density
 from deepgen.ddgan import (DDGANLoss, ImageDiscriminator, ImageGenerator, ToyDiscriminator, ToyGenerator,
-                           ddgan_sample, denoise_step, q_pair, sample_z)
+                           ddgan_sample, denoise_step, gmm_posterior, oracle_chain, q_pair, sample_z)
 from deepgen.diffusion import vp_schedule
 from deepgen.gan import GANConfig, train_gan
+from deepgen.metrics import gaussian_grid_modes
 
 
 @pytest.mark.parametrize("T", [2, 4])
@@ -166,3 +168,37 @@ def test_training_resumes_exactly(tmp_path):
     G_res, res = run(Dying(T=2), tmp_path / "c.pt")
     assert res.resumed_from == 4
     assert all(torch.equal(a, b) for a, b in zip(G_ref.state_dict().values(), G_res.state_dict().values()))
+
+
+def test_oracle_single_component_is_the_ddpm_posterior():
+    "One component with s = 0 is a point mass at μ: q(x_{t−1}|x_t) is the DDPM posterior at x_0 = μ; E[x_0|x_t] = μ."
+    s, mu = vp_schedule(4), torch.tensor([[1.5, -0.5]], dtype=torch.float64)
+    x_t = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for t in range(1, 5):
+        w, m, S, x0_mean = gmm_posterior(s, x_t, t, mu, 0.0)
+        assert torch.allclose(w, torch.ones_like(w)) and torch.allclose(x0_mean, mu.expand_as(x_t))
+        assert torch.allclose(m[:, 0], s.posterior_mean(mu, x_t, t))
+        assert S == pytest.approx(s.post_var[t].item(), abs=1e-12)
+
+
+def test_oracle_mixture_mean_is_the_posterior_mean_at_the_expected_x0():
+    "Tower rule on the 25 Gaussians: Σ_k w_k m_k = μ̃_t(x_t, E[x_0|x_t]); the weights sum to 1."
+    s, (density, _) = vp_schedule(4), toy_density("25gaussians")
+    x_t = 3 * torch.randn(128, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for t in range(1, 5):
+        w, m, S, x0_mean = gmm_posterior(s, x_t, t, density.means, density.std)
+        assert torch.allclose(w.sum(1), torch.ones(128, dtype=torch.float64))
+        assert torch.allclose((w[..., None] * m).sum(1), s.posterior_mean(x0_mean, x_t, t), atol=1e-9)
+
+
+def test_oracle_four_exact_steps_are_sharp_and_four_gaussian_steps_are_not():
+    "Thesis §6.1–6.2 on the 25 Gaussians: at T = 4 the exact multimodal chain is sharp, the best Gaussian step a haze."
+    density, _ = toy_density("25gaussians")
+    x_T = torch.randn(2000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    hq = {step: gaussian_grid_modes(oracle_chain(vp_schedule(4), x_T, density.means, density.std, step,
+                                                 generator=torch.Generator().manual_seed(1)),
+                                    density.means, density.std)["high_quality"]
+          for step in ("exact", "best gaussian")}
+    assert hq["exact"] > 0.9 and hq["best gaussian"] < 0.3, hq
+    with pytest.raises(ValueError, match="unknown step"):
+        oracle_chain(vp_schedule(4), x_T, density.means, density.std, "ddpm")

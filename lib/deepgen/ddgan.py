@@ -16,8 +16,57 @@ from .gan import g_loss_nonsaturating, r1_penalty
 from .nets import ResBlock, UNet, mlp, time_embedding
 
 # %% auto #0
-__all__ = ['PARAMETRIZATIONS', 'q_pair', 'denoise_step', 'sample_z', 'ToyGenerator', 'ToyDiscriminator', 'ImageGenerator',
-           'ImageDiscriminator', 'DDGANLoss', 'ddgan_sample']
+__all__ = ['ORACLE_STEPS', 'PARAMETRIZATIONS', 'gmm_posterior', 'oracle_chain', 'q_pair', 'denoise_step', 'sample_z',
+           'ToyGenerator', 'ToyDiscriminator', 'ImageGenerator', 'ImageDiscriminator', 'DDGANLoss', 'ddgan_sample']
+
+# %% ../../nbs/20_ddgan.ipynb #c044
+ORACLE_STEPS = ("exact", "best gaussian", "moment matched")  # the denoising steps of `oracle_chain`
+
+
+def gmm_posterior(schedule: NoiseSchedule, x_t, t: int, means, std: float, weights=None):
+    """Exact q(x_{t−1}|x_t) = Σ_k w_k N(m_k, S_t I) of data Σ_k π_k N(μ_k, s² I) (eq 5) and E[x_0|x_t], float64.
+
+    `x_t` (N, D), t ∈ {1..T}, `means` μ (K, D), `std` s, `weights` π (K,), uniform by default.
+    Returns (w (N, K), m (N, K, D), S_t, E[x_0|x_t] (N, D))."""
+    x_t = torch.as_tensor(x_t, dtype=torch.float64)
+    mu = torch.as_tensor(means, dtype=torch.float64, device=x_t.device)
+    pi = torch.as_tensor(1.0 if weights is None else weights, dtype=torch.float64, device=x_t.device).expand(len(mu))
+    ab_prev, ab = schedule.alpha_bar[t - 1].item(), schedule.alpha_bar[t].item()
+    a, b = schedule.alpha[t].item(), schedule.beta[t].item()
+    s2 = float(std) ** 2
+    v_prev, u = ab_prev * s2 + 1 - ab_prev, ab * s2 + 1 - ab  # Var x_{t−1} and Var x_t given the component
+    diff = x_t[:, None] - ab**0.5 * mu  # x_t − √ᾱ_t μ_k, (N, K, D)
+    w = torch.softmax((pi / pi.sum()).log() - diff.square().sum(-1) / (2 * u), dim=1)
+    S = v_prev * b / (b + a * v_prev)  # (1/v_{t−1} + α_t/β_t)⁻¹, written so that v_0 = 0 (s = 0) is fine
+    m = (b * ab_prev**0.5 * mu + v_prev * a**0.5 * x_t[:, None]) / (b + a * v_prev)
+    x0_mean = (w[..., None] * (mu + s2 * ab**0.5 / u * diff)).sum(1)  # Σ_k w_k E[x_0|x_t, k]
+    return w, m, S, x0_mean
+
+
+@torch.no_grad()
+def oracle_chain(schedule: NoiseSchedule, x_T, means, std: float, step="exact", weights=None, generator=None):
+    """x_0 from x_T by T perfect denoising steps of a Gaussian-mixture dataset (`gmm_posterior`), in float64.
+
+    `step`: "exact" samples the mixture q(x_{t−1}|x_t); "best gaussian" samples the DDPM posterior
+    q(x_{t−1}|x_t, x_0 = E[x_0|x_t]) (variance β̃_t, its mean at t = 1); "moment matched" samples the Gaussian with
+    q(x_{t−1}|x_t)'s mean and covariance."""
+    if step not in ORACLE_STEPS:
+        raise ValueError(f"unknown step {step!r}: choose one of {ORACLE_STEPS}")
+    x = torch.as_tensor(x_T, dtype=torch.float64)
+    randn = lambda *shape: torch.randn(*shape, dtype=torch.float64, device=x.device, generator=generator)
+    for t in range(schedule.T, 0, -1):
+        w, m, S, x0_mean = gmm_posterior(schedule, x, t, means, std, weights)
+        if step == "exact":
+            k = torch.multinomial(w, 1, generator=generator)[:, 0]
+            x = m[torch.arange(len(x), device=x.device), k] + S**0.5 * randn(*x.shape)
+        elif step == "best gaussian":
+            mean = schedule.post_c0[t].item() * x0_mean + schedule.post_ct[t].item() * x
+            x = mean if t == 1 else mean + schedule.post_var[t].item() ** 0.5 * randn(*x.shape)
+        else:  # mean m̄ = Σ w_k m_k, covariance S I + Σ w_k (m_k − m̄)(m_k − m̄)ᵀ: m̄ + √S ε + Σ_k √w_k (m_k − m̄) ξ_k
+            mean = (w[..., None] * m).sum(1)
+            spread = w.sqrt()[..., None] * (m - mean[:, None])  # (N, K, D)
+            x = mean + S**0.5 * randn(*x.shape) + (spread * randn(*w.shape)[..., None]).sum(1)
+    return x
 
 # %% ../../nbs/20_ddgan.ipynb #c009
 PARAMETRIZATIONS = ("x0", "direct", "eps")  # what G outputs: a clean x_0, x_{t−1} itself, or the noise ε
