@@ -5,6 +5,7 @@
 # %% ../../nbs/20_ddgan.ipynb #c004
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -12,12 +13,14 @@ from torch import nn
 import torch.nn.functional as F
 
 from .diffusion import NoiseSchedule, vp_schedule
-from .gan import g_loss_nonsaturating, r1_penalty
+from .gan import GANConfig, g_loss_nonsaturating, r1_penalty, train_gan
 from .nets import ResBlock, UNet, mlp, time_embedding
+from .plots import to_uint8
 
 # %% auto #0
 __all__ = ['ORACLE_STEPS', 'PARAMETRIZATIONS', 'gmm_posterior', 'oracle_chain', 'q_pair', 'denoise_step', 'sample_z',
-           'ToyGenerator', 'ToyDiscriminator', 'ImageGenerator', 'ImageDiscriminator', 'DDGANLoss', 'ddgan_sample']
+           'ToyGenerator', 'ToyDiscriminator', 'ImageGenerator', 'ImageDiscriminator', 'DDGANLoss', 'ddgan_sample',
+           'ddgan_sampler', 'toy_gan_config', 'train_toy_ddgan', 'z_spread', 'gmm_x0_spread']
 
 # %% ../../nbs/20_ddgan.ipynb #c044
 ORACLE_STEPS = ("exact", "best gaussian", "moment matched")  # the denoising steps of `oracle_chain`
@@ -210,6 +213,13 @@ class DDGANLoss:
         sums = torch.zeros(self.T + 1, device=t.device).index_add_(0, t, per_example.float())
         self.d_record.append(torch.stack([sums, torch.bincount(t, minlength=self.T + 1).float()]))
 
+    def state_dict(self) -> dict:
+        "The per-t record, so that a resumed run keeps the discriminator's whole history."
+        return {"d_record": torch.stack(self.d_record).cpu() if self.d_record else torch.empty(0, 2, self.T + 1)}
+
+    def load_state_dict(self, state):
+        self.d_record[:] = list(state["d_record"])
+
     def d_loss_by_t(self, window=50):
         "Mean discriminator loss per step t over consecutive windows of D steps: array (windows, T + 1), NaN if unseen."
         if not self.d_record:
@@ -218,6 +228,15 @@ class DDGANLoss:
         usable = len(rec) // window * window
         sums = rec[:usable].reshape(-1, window, 2, self.T + 1).sum(1)
         return (sums[:, 0] / sums[:, 1]).numpy()
+
+    def chance_share(self, window=50, tol=0.01) -> float:
+        "Share of the windows of D steps whose mean D loss (all t) is within `tol` of chance, 2 log 2: D learns nothing."
+        if not self.d_record:
+            return 0.0
+        rec = torch.stack(self.d_record).cpu()
+        usable = len(rec) // window * window
+        sums = rec[:usable].reshape(-1, window, 2, self.T + 1).sum((1, 3))
+        return float(((sums[:, 0] / sums[:, 1] - 2 * math.log(2)).abs() <= tol).float().mean()) if usable else 0.0
 
 # %% ../../nbs/20_ddgan.ipynb #c020
 @torch.no_grad()
@@ -230,3 +249,51 @@ def ddgan_sample(G, schedule: NoiseSchedule, x_T, param="x0", generator=None, ke
         x, x0 = denoise_step(G, schedule, x, steps, sample_z(G, len(x), x.device, generator), noise, param)
         predictions.append(x0)
     return (x, predictions) if keep_x0 else x
+
+# %% ../../nbs/20_ddgan.ipynb #c054
+def ddgan_sampler(G, schedule: NoiseSchedule, shape, param="x0", seed=0):
+    "`sample_fn(n)` → n uint8 images from the chain (Algorithm 2), reproducible from `seed`."
+    device = next(G.parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
+    return lambda n: to_uint8(ddgan_sample(G, schedule, torch.randn(n, *shape, generator=gen, device=device),
+                                           param=param, generator=gen)).cpu()
+
+
+def toy_gan_config(steps, batch, lr, seed, desc, n_critic=1, ema=0.999) -> GANConfig:
+    "Thesis §6.4.7 scaled: `steps` D updates (`n_critic` per G step), Adam β = (0.5, 0.9), EMA of G, 20 logs."
+    g_steps = steps // n_critic
+    return GANConfig(steps=g_steps, batch=batch, lr_g=lr, lr_d=lr, betas=(0.5, 0.9), n_critic=n_critic, ema=ema,
+                     log_every=max(1, g_steps // 20), ckpt_every=max(1, g_steps // 4), seed=seed, desc=desc)
+
+
+def train_toy_ddgan(points, T, tc: GANConfig, latent=2, hidden=128, r1_gamma=0.05, param="x0", augment=False,
+                    ckpt_path=None):
+    "A DDGAN (or a Table 6.2 variant) on points (N, D): (EMA generator, its `DDGANLoss` with the D record, result)."
+    torch.manual_seed(tc.seed)
+    G = ToyGenerator(points.shape[1], latent, hidden).to(points.device)
+    D = ToyDiscriminator(points.shape[1], hidden, pair=not augment).to(points.device)
+    loss = DDGANLoss(T, param=param, r1_gamma=r1_gamma, augment=augment)
+    result = train_gan(G, D, loss, points, tc, ckpt_path=ckpt_path)
+    return result.ema.eval(), loss, result
+
+
+@torch.no_grad()
+def z_spread(G, schedule: NoiseSchedule, x_t, t: int, n_z=64, param="x0", generator=None) -> float:
+    "Mean over the rows of `x_t` of the per-coordinate std of G's x_0' across `n_z` draws of z (0 if G ignores z)."
+    x = x_t.repeat_interleave(n_z, 0)
+    steps = torch.full((len(x),), t, device=x.device, dtype=torch.long)
+    z = sample_z(G, len(x), x.device, generator)
+    _, x0 = denoise_step(G, schedule, x, steps, z, torch.zeros_like(x), param)
+    return x0.reshape(len(x_t), n_z, -1).std(1).mean().item()
+
+
+def gmm_x0_spread(schedule: NoiseSchedule, x_t, t: int, means, std: float) -> float:
+    "`z_spread` of a perfect generator: mean per-coordinate std of the exact q(x_0|x_t) of the mixture (`gmm_posterior`)."
+    w, *_ = gmm_posterior(schedule, x_t, t, means, std)
+    x_t, mu = torch.as_tensor(x_t, dtype=torch.float64), torch.as_tensor(means, dtype=torch.float64)
+    ab, s2 = schedule.alpha_bar[t].item(), float(std) ** 2
+    u = ab * s2 + 1 - ab
+    m = mu + s2 * ab**0.5 / u * (x_t[:, None] - ab**0.5 * mu)  # E[x_0|x_t, k], (N, K, D)
+    mean = (w[..., None] * m).sum(1)
+    var = s2 * (1 - ab) / u + (w[..., None] * (m - mean[:, None]).square()).sum(1)  # within + between components
+    return var.sqrt().mean().item()

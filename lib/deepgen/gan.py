@@ -175,7 +175,8 @@ class GANResult:
 
 def gan_fingerprint(G, D, loss, tc: GANConfig) -> str:
     "Hash of what determines a GAN run: settings, both architectures, the loss class and its parameters."
-    return hashlib.md5((fingerprint(nn.ModuleDict({"G": G, "D": D}), type(loss), tc) + repr(loss)).encode()).hexdigest()
+    stateful = "|state" if hasattr(loss, "state_dict") else ""  # a loss that keeps a record resumes it too
+    return hashlib.md5((fingerprint(nn.ModuleDict({"G": G, "D": D}), type(loss), tc) + repr(loss) + stateful).encode()).hexdigest()
 
 # %% ../../nbs/14_gan.ipynb #c021
 def train_gan(G, D, loss: GANLoss, data, tc: GANConfig, ckpt_path=None) -> GANResult:
@@ -186,7 +187,8 @@ def train_gan(G, D, loss: GANLoss, data, tc: GANConfig, ckpt_path=None) -> GANRe
     ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
     batch_gen = torch.Generator().manual_seed(tc.seed)
     torch.manual_seed(tc.seed)  # the noise z and ε drawn inside the losses
-    fp, states = gan_fingerprint(G, D, loss, tc), {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
+    fp, states = gan_fingerprint(G, D, loss, tc), {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema,
+                                                   "loss": loss if hasattr(loss, "state_dict") else None}
     step, history, train_s = resume(ckpt_path, fp, states, batch_gen, tc)
 
     def draw():
