@@ -238,6 +238,27 @@ def _use_mirror_celeba(tmp_path, monkeypatch):
     fetch(["celeba64"], mirror)
 
 
+def test_the_official_full_celeba_layout_loads_with_its_crop_split_and_attributes(tmp_path, face_env):
+    "torchvision's CelebA layout (img_align_celeba/, 178×218, list_attr_celeba.txt): 178 px crop, last 1000 for test."
+    from PIL import Image
+    folder = tmp_path / "data" / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    n = 1004
+    for i, im in enumerate(_blob_faces(n, h=218, w=178)):
+        Image.fromarray(im).save(folder / f"{i + 1:06d}.jpg", quality=90)
+    names = " ".join(f"A{k}" for k in range(39)) + " Young"
+    rows = "".join(f"{i + 1:06d}.jpg" + " -1" * 39 + (" 1\n" if i % 2 else " -1\n") for i in range(n))
+    (folder.parent / "list_attr_celeba.txt").write_text(f"{n}\n{names}\n{rows}")
+    face_env.setenv("DEEPGEN_DATA", str(tmp_path / "data"))
+    faces = face_folder()
+    assert (faces.crop, faces.size, faces.test, faces.name) == (178, 64, 1000, "CelebA")
+    tr, te = load_images("celeba64", "train"), load_images("celeba64", "test")
+    assert (len(tr), len(te)) == (4, 1000) and tuple(tr.x.shape[1:]) == (3, 64, 64)
+    assert tr.classes[-1] == "Young" and tr.y[:, -1].tolist() == [0, 1, 0, 1] and te.y.shape == (1000, 40)
+    assert tr.source == "torchvision CelebA (aligned, 178 px crop)"
+    assert int(tr.x[:, :, [0, -1]].min()) > 0  # a centre crop of a taller image: no black frame
+
+
 def test_default_celeba_mirror_keeps_its_images_crop_and_split(tmp_path, face_env):
     _use_mirror_celeba(tmp_path, face_env)
     faces = face_folder()

@@ -6,7 +6,8 @@ import torch
 
 from deepgen.data import toy_density
 from deepgen.ddgan import (DDGANLoss, ImageDiscriminator, ImageGenerator, ToyDiscriminator, ToyGenerator,
-                           ddgan_sample, denoise_step, gmm_posterior, oracle_chain, q_pair, sample_z)
+                           ddgan_sample, denoise_step, gmm_posterior, gmm_x0_spread, oracle_chain, q_pair, sample_z,
+                           toy_gan_config, train_toy_ddgan, z_spread)
 from deepgen.diffusion import vp_schedule
 from deepgen.gan import GANConfig, train_gan
 from deepgen.metrics import gaussian_grid_modes
@@ -168,6 +169,53 @@ def test_training_resumes_exactly(tmp_path):
     G_res, res = run(Dying(T=2), tmp_path / "c.pt")
     assert res.resumed_from == 4
     assert all(torch.equal(a, b) for a, b in zip(G_ref.state_dict().values(), G_res.state_dict().values()))
+
+
+def test_a_resumed_run_keeps_the_whole_discriminator_record(tmp_path):
+    "The per-t D record travels in the checkpoint: a killed and resumed run has the record of an uninterrupted one."
+    data = torch.randn(256, 2)
+    tc = toy_gan_config(8, 32, 1e-3, 0, "t")  # 8 D updates, checkpoints every 2
+
+    class Dying(DDGANLoss):
+        def g_loss(self, G, D, real):
+            if len(self.d_record) == 5 and not getattr(self, "resumed", False):
+                raise KeyboardInterrupt
+            return super().g_loss(G, D, real)
+
+    _, straight, _ = train_toy_ddgan(data, 2, tc, hidden=16)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(ToyGenerator(hidden=16), ToyDiscriminator(hidden=16), Dying(T=2), data, tc, ckpt_path=tmp_path / "c.pt")
+    loss = Dying(T=2)
+    loss.resumed = True
+    torch.manual_seed(0)
+    res = train_gan(ToyGenerator(hidden=16), ToyDiscriminator(hidden=16), loss, data, tc, ckpt_path=tmp_path / "c.pt")
+    assert res.resumed_from == 4 and len(loss.d_record) == len(straight.d_record) == 8
+
+
+def test_chance_share_counts_windows_at_two_log_two():
+    loss = DDGANLoss(T=2)
+    at_chance = torch.tensor([[0.0, 2 * math.log(2) * 4, 2 * math.log(2) * 4], [0, 4, 4]])
+    learned = torch.tensor([[0.0, 0.5 * 4, 1.0 * 4], [0, 4, 4]])
+    loss.d_record[:] = [at_chance] * 30 + [learned] * 10
+    assert loss.chance_share(window=10) == 0.75 and DDGANLoss(T=2).chance_share() == 0.0
+
+
+class _EchoZ(torch.nn.Module):
+    "A 'generator' whose x_0' is its latent z: its spread across z is the std of N(0, I), 1."
+    latent = 2
+
+    def forward(self, x_t, z, t):
+        return z
+
+
+def test_z_spread_and_the_exact_posterior_spread_have_known_values():
+    x_t, s4 = torch.randn(20, 2), vp_schedule(4)
+    assert abs(z_spread(_EchoZ(), s4, x_t, 1, n_z=4000) - 1) < 0.05
+    assert z_spread(ToyGenerator(latent=0, hidden=8), s4, x_t, 1) < 1e-6  # float round-off only
+    ab = s4.alpha_bar[3].item()  # one component N(0, 0.3²): q(x_0|x_t) has variance s²(1 − ᾱ)/(ᾱ s² + 1 − ᾱ)
+    assert abs(gmm_x0_spread(s4, x_t, 3, torch.zeros(1, 2), 0.3) - (0.09 * (1 - ab) / (ab * 0.09 + 1 - ab)) ** 0.5) < 1e-9
+    two = torch.tensor([[-3.0, 0.0], [3.0, 0.0]])  # seen from a far-noised x_t: about a fair coin between ±3
+    assert 1.3 < gmm_x0_spread(s4, torch.zeros(50, 2), 4, two, 0.05) < 1.6
 
 
 def test_oracle_single_component_is_the_ddpm_posterior():
