@@ -17,7 +17,7 @@ DDGAN = "issue 13 (DDGAN chapter: make its central claims visible at the cpu pro
 DDN = "issue 14 (DDN chapter: make its central claims visible at the cpu profile)"
 AWAITING_RERUN = {"vae": FOUNDATIONS, "flows": FOUNDATIONS, "ebm": FOUNDATIONS, "diffusion": FOUNDATIONS,
                   "gan": FOUNDATIONS, "evaluation": FOUNDATIONS, "trilemma": FOUNDATIONS,
-                  "ddgan_ablation": DDGAN, "ddgan_images": DDGAN, "ddn": DDN, "ddn_images": DDN}
+                  "ddgan_images": DDGAN, "ddn": DDN, "ddn_images": DDN}
 CORE_WITH_CLAIMS = ["metrics", "bench"]  # core stages that test claims (of the metrics' and the benchmark's papers)
 
 
